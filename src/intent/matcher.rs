@@ -1,0 +1,469 @@
+//! The compiled matcher: every keyword, hint, exclusion and language cue word
+//! in one Aho-Corasick automaton, scanned once per message (pure).
+//!
+//! [`Matcher::classify`] normalizes the text, scans it, keeps the hits that
+//! respect word boundaries, lets longer hits hide the shorter ones inside
+//! them, forgives one-letter typos in words the scan did not cover, runs the
+//! packs' regular expressions, scores intents and detects the language. The
+//! result carries what fired, so every decision can be explained.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::RegexSet;
+use serde::Serialize;
+
+use super::catalog::{Catalog, DETECTION_THRESHOLD, PhraseKind};
+use super::fuzzy::{FuzzyIndex, FuzzyTarget};
+use crate::lang::{CUE_WORDS, Detected, Lang, LangVotes, OTHER_CUE_WORDS, detect};
+use crate::normalize::{TextStats, needs_boundary, normalize_into};
+
+/// Weight of a fired keyword's language in language detection: a keyword is
+/// better evidence than a function word.
+const KEYWORD_LANG_VOTE: f32 = 1.5;
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Phrase { intent: u16, phrase: u32 },
+    Cue { langs: &'static [Lang] },
+    OtherCue,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    target: Target,
+    /// The hit must start at a word start.
+    bounded_start: bool,
+    /// The hit must end at a word end.
+    bounded_end: bool,
+}
+
+/// A phrase as the matcher keeps it.
+#[derive(Debug)]
+struct PhraseInfo {
+    kind: PhraseKind,
+    lang: Lang,
+    written: Arc<str>,
+}
+
+#[derive(Debug)]
+struct IntentInfo {
+    id: Arc<str>,
+    priority: i32,
+    escalate: bool,
+    social: bool,
+}
+
+/// What fired for an intent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fired {
+    /// The keyword as the pack wrote it, or the regular expression.
+    pub phrase: Arc<str>,
+    pub kind: FiredKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<Lang>,
+    /// For a forgiven typo: the word the buyer wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typo: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FiredKind {
+    Keyword,
+    Hint,
+    Exclude,
+    Pattern,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntentScore {
+    pub intent: Arc<str>,
+    pub score: f32,
+    #[serde(skip)]
+    pub priority: i32,
+    /// The pack says this intent always goes to a person.
+    #[serde(skip)]
+    pub escalate: bool,
+    /// Greeting or thanks: only answered when nothing else is asked.
+    #[serde(skip)]
+    pub social: bool,
+    pub matched: Vec<Fired>,
+}
+
+/// An intent an exclusion vetoed, and the exclusion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Veto {
+    pub intent: Arc<str>,
+    pub exclusion: Arc<str>,
+}
+
+/// Everything the matcher found in one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    pub lang: Detected,
+    /// Intents at or above the detection threshold, best first.
+    pub detected: Vec<IntentScore>,
+    /// Intents that scored but stayed below the threshold, best first.
+    pub weak: Vec<IntentScore>,
+    pub vetoed: Vec<Veto>,
+    pub stats: TextStats,
+}
+
+impl Classification {
+    /// The best detected intent that is not small talk, else the best one.
+    pub fn best(&self) -> Option<&IntentScore> {
+        self.detected
+            .iter()
+            .find(|s| !s.social)
+            .or_else(|| self.detected.first())
+    }
+}
+
+#[derive(Debug)]
+pub struct Matcher {
+    automaton: AhoCorasick,
+    /// For each automaton pattern, what it stands for (one normalized string
+    /// can be a keyword of two intents and a cue word at once).
+    entries: Vec<Vec<Entry>>,
+    phrases: Vec<PhraseInfo>,
+    intents: Vec<IntentInfo>,
+    fuzzy: FuzzyIndex,
+    patterns: Option<RegexSet>,
+    /// For each regex in `patterns`: (intent, weight, source).
+    pattern_targets: Vec<(u16, f32, Arc<str>)>,
+}
+
+/// Scratch space reused between messages to avoid allocations.
+#[derive(Default)]
+pub struct Scratch {
+    normalized: String,
+    hits: Vec<Hit>,
+    token: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    start: usize,
+    end: usize,
+    intent: u16,
+    phrase: u32,
+    typo: Option<(usize, usize)>,
+}
+
+impl Matcher {
+    /// Compiles the catalog. The catalog was validated on load, so the only
+    /// failure left is an automaton too large to build.
+    pub fn new(catalog: &Catalog) -> Result<Matcher, String> {
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut strings: Vec<String> = Vec::new();
+        let mut entries: Vec<Vec<Entry>> = Vec::new();
+        let mut add = |text: &str, entry: Entry| {
+            let id = *index.entry(text.to_string()).or_insert_with(|| {
+                strings.push(text.to_string());
+                entries.push(Vec::new());
+                strings.len() - 1
+            });
+            entries[id].push(entry);
+        };
+
+        let mut phrases = Vec::new();
+        let mut intents = Vec::new();
+        let mut fuzzy = FuzzyIndex::default();
+        let mut pattern_sources = Vec::new();
+        let mut pattern_targets = Vec::new();
+        for (intent_idx, intent) in catalog.intents.iter().enumerate() {
+            let intent_idx =
+                u16::try_from(intent_idx).map_err(|_| "too many intents (at most 65535)")?;
+            intents.push(IntentInfo {
+                id: intent.id.as_str().into(),
+                priority: intent.priority,
+                escalate: intent.escalate,
+                social: intent.social,
+            });
+            for phrase in &intent.phrases {
+                let phrase_idx = phrases.len() as u32;
+                phrases.push(PhraseInfo {
+                    kind: phrase.kind,
+                    lang: phrase.lang,
+                    written: phrase.written.as_str().into(),
+                });
+                let first = phrase.normalized.chars().next().unwrap_or(' ');
+                let last = phrase.normalized.chars().last().unwrap_or(' ');
+                add(
+                    &phrase.normalized,
+                    Entry {
+                        target: Target::Phrase {
+                            intent: intent_idx,
+                            phrase: phrase_idx,
+                        },
+                        bounded_start: !phrase.open_start && needs_boundary(first),
+                        bounded_end: !phrase.open_end && needs_boundary(last),
+                    },
+                );
+                if !phrase.open_start && !phrase.open_end {
+                    fuzzy.insert(
+                        &phrase.normalized,
+                        FuzzyTarget {
+                            intent: intent_idx,
+                            phrase: phrase_idx,
+                        },
+                    );
+                }
+            }
+            for pattern in &intent.patterns {
+                pattern_sources.push(pattern.regex.clone());
+                pattern_targets.push((
+                    intent_idx,
+                    pattern.weight,
+                    Arc::from(pattern.regex.as_str()),
+                ));
+            }
+        }
+        for &(word, langs) in CUE_WORDS {
+            let bounded = Entry {
+                target: Target::Cue { langs },
+                bounded_start: true,
+                bounded_end: true,
+            };
+            add(word, bounded);
+        }
+        for &word in OTHER_CUE_WORDS {
+            add(
+                word,
+                Entry {
+                    target: Target::OtherCue,
+                    bounded_start: true,
+                    bounded_end: true,
+                },
+            );
+        }
+        // Words that are themselves common words must never be "corrected"
+        // into a keyword.
+        for word in CUE_WORDS
+            .iter()
+            .map(|(w, _)| *w)
+            .chain(OTHER_CUE_WORDS.iter().copied())
+        {
+            fuzzy.protect(word);
+        }
+        for s in &strings {
+            fuzzy.protect(s);
+        }
+
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&strings)
+            .or_else(|_| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(&strings)
+            })
+            .map_err(|e| format!("cannot build the keyword automaton: {e}"))?;
+        let patterns = if pattern_sources.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(&pattern_sources).map_err(|e| format!("invalid pattern: {e}"))?)
+        };
+        Ok(Matcher {
+            automaton,
+            entries,
+            phrases,
+            intents,
+            fuzzy,
+            patterns,
+            pattern_targets,
+        })
+    }
+
+    pub fn intent_ids(&self) -> impl Iterator<Item = &str> {
+        self.intents.iter().map(|i| &*i.id)
+    }
+
+    /// Classifies one message. `hint` is the channel's language for the
+    /// buyer, `fallback` the conversation's last language or the store default.
+    pub fn classify(&self, text: &str, hint: Option<Lang>, fallback: Lang) -> Classification {
+        let mut scratch = Scratch::default();
+        self.classify_with(&mut scratch, text, hint, fallback)
+    }
+
+    /// [`Matcher::classify`] reusing buffers, for streams of messages.
+    pub fn classify_with(
+        &self,
+        scratch: &mut Scratch,
+        text: &str,
+        hint: Option<Lang>,
+        fallback: Lang,
+    ) -> Classification {
+        let stats = normalize_into(text, &mut scratch.normalized);
+        let norm = scratch.normalized.as_str();
+        let bytes = norm.as_bytes();
+        let mut votes = LangVotes::default();
+        let hits = &mut scratch.hits;
+        hits.clear();
+
+        for m in self.automaton.find_overlapping_iter(norm) {
+            let (start, end) = (m.start(), m.end());
+            let at_word_start = start == 0 || bytes[start - 1] == b' ';
+            let at_word_end = end == bytes.len() || bytes[end] == b' ';
+            for entry in &self.entries[m.pattern().as_usize()] {
+                if (entry.bounded_start && !at_word_start) || (entry.bounded_end && !at_word_end) {
+                    continue;
+                }
+                match entry.target {
+                    Target::Phrase { intent, phrase } => hits.push(Hit {
+                        start,
+                        end,
+                        intent,
+                        phrase,
+                        typo: None,
+                    }),
+                    Target::Cue { langs } => {
+                        for &lang in langs {
+                            votes.add(lang, 1.0 / langs.len() as f32);
+                        }
+                    }
+                    Target::OtherCue => votes.add_other(1.0),
+                }
+            }
+        }
+
+        // Longer hits hide the shorter ones they contain.
+        let all = hits.clone();
+        hits.retain(|h| {
+            !all.iter().any(|g| {
+                g.start <= h.start && h.end <= g.end && (g.end - g.start) > (h.end - h.start)
+            })
+        });
+
+        if !self.fuzzy.is_empty() {
+            self.fuzzy_pass(norm, hits, &mut scratch.token);
+        }
+
+        // Score every intent from distinct phrases.
+        let n = self.intents.len();
+        let mut scores = vec![0f32; n];
+        let mut fired: Vec<Vec<Fired>> = vec![Vec::new(); n];
+        let mut vetoed: Vec<Veto> = Vec::new();
+        let mut seen_phrases: Vec<u32> = Vec::with_capacity(hits.len());
+        for hit in hits.iter() {
+            if seen_phrases.contains(&hit.phrase) {
+                continue;
+            }
+            seen_phrases.push(hit.phrase);
+            let info = &self.phrases[hit.phrase as usize];
+            let intent = hit.intent as usize;
+            let typo = hit.typo.map(|(s, e)| norm[s..e].to_string());
+            match info.kind {
+                PhraseKind::Exclude => {
+                    if !vetoed.iter().any(|v| v.intent == self.intents[intent].id) {
+                        vetoed.push(Veto {
+                            intent: self.intents[intent].id.clone(),
+                            exclusion: info.written.clone(),
+                        });
+                    }
+                }
+                kind => {
+                    scores[intent] += kind.weight();
+                    if !info.written.chars().any(|c| !needs_boundary(c)) {
+                        votes.add(info.lang, KEYWORD_LANG_VOTE);
+                    }
+                    fired[intent].push(Fired {
+                        phrase: info.written.clone(),
+                        kind: if kind == PhraseKind::Keyword {
+                            FiredKind::Keyword
+                        } else {
+                            FiredKind::Hint
+                        },
+                        lang: Some(info.lang),
+                        typo,
+                    });
+                }
+            }
+        }
+        if let Some(set) = &self.patterns {
+            for i in set.matches(norm).iter() {
+                let (intent, weight, ref source) = self.pattern_targets[i];
+                scores[intent as usize] += weight;
+                fired[intent as usize].push(Fired {
+                    phrase: source.clone(),
+                    kind: FiredKind::Pattern,
+                    lang: None,
+                    typo: None,
+                });
+            }
+        }
+
+        let mut detected = Vec::new();
+        let mut weak = Vec::new();
+        for (i, matched) in fired.into_iter().enumerate() {
+            if matched.is_empty() {
+                continue;
+            }
+            let info = &self.intents[i];
+            if vetoed.iter().any(|v| v.intent == info.id) {
+                continue;
+            }
+            let score = IntentScore {
+                intent: info.id.clone(),
+                score: scores[i],
+                priority: info.priority,
+                escalate: info.escalate,
+                social: info.social,
+                matched,
+            };
+            if score.score >= DETECTION_THRESHOLD {
+                detected.push(score);
+            } else {
+                weak.push(score);
+            }
+        }
+        let order = |a: &IntentScore, b: &IntentScore| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.priority.cmp(&a.priority))
+                .then(a.intent.cmp(&b.intent))
+        };
+        detected.sort_by(order);
+        weak.sort_by(order);
+        let lang = detect(&stats, &votes, hint, fallback);
+        Classification {
+            lang,
+            detected,
+            weak,
+            vetoed,
+            stats,
+        }
+    }
+
+    /// Looks up words no hit covers in the typo index.
+    fn fuzzy_pass(&self, norm: &str, hits: &mut Vec<Hit>, token_buf: &mut String) {
+        let mut pos = 0;
+        let covered_before = hits.len();
+        for word in norm.split(' ') {
+            let start = pos;
+            let end = start + word.len();
+            pos = end + 1;
+            if !FuzzyIndex::worth_checking(word) {
+                continue;
+            }
+            if hits[..covered_before]
+                .iter()
+                .any(|h| h.start < end && start < h.end)
+            {
+                continue;
+            }
+            for target in self.fuzzy.lookup(word, token_buf) {
+                hits.push(Hit {
+                    start,
+                    end,
+                    intent: target.intent,
+                    phrase: target.phrase,
+                    typo: Some((start, end)),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The built-in packs against `tests/corpus/`: the tuned part must stay at
+//! 95% intent accuracy per language, the held-out part at 90%, off-topic
+//! false answers at 3% or less, and language detection at 98% or more.
+
+use std::path::Path;
+
+use kefu::config::Config;
+use kefu::eval::{Evaluation, Example, Prediction};
+use kefu::intent::Scratch;
+use kefu::packs::PackSource;
+use kefu::{Engine, Inbound, Lang};
+
+fn engine() -> Engine {
+    let config = Config::load(None).expect("built-in config");
+    Engine::load(
+        &PackSource::builtin(),
+        config.facts.clone(),
+        config.default_lang().unwrap(),
+    )
+    .expect("built-in packs load")
+}
+
+fn evaluate(engine: &Engine, part: &str) -> Evaluation {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(part);
+    let mut evaluation = Evaluation::default();
+    let mut scratch = Scratch::default();
+    for lang in Lang::ALL {
+        let path = dir.join(format!("{}.jsonl", lang.code()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (i, line) in text.lines().enumerate() {
+            let example = Example::parse(line)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1));
+            let outcome = engine.understand_with(
+                &mut scratch,
+                &Inbound {
+                    text: &example.text,
+                    ..Inbound::default()
+                },
+            );
+            evaluation.add(
+                &example,
+                &Prediction {
+                    intent: outcome.classification.best().map(|s| &*s.intent),
+                    answered: outcome.decision.is_answer(),
+                    lang: outcome.lang,
+                },
+            );
+        }
+    }
+    evaluation
+}
+
+fn assert_targets(part: &str, min_accuracy: f64) {
+    let engine = engine();
+    let evaluation = evaluate(&engine, part);
+    let report = evaluation.render(30);
+    let mut failures = Vec::new();
+    for lang in Lang::ALL {
+        let tally = evaluation.by_lang.get(&lang).copied().unwrap_or_default();
+        assert!(
+            tally.total >= 60,
+            "{part}/{lang}.jsonl has only {} lines",
+            tally.total
+        );
+        if tally.rate() < min_accuracy {
+            failures.push(format!(
+                "{lang}: intent accuracy {:.1}% < {:.0}%",
+                tally.rate() * 100.0,
+                min_accuracy * 100.0
+            ));
+        }
+    }
+    if evaluation.false_answer_rate() > 0.03 {
+        failures.push(format!(
+            "off-topic false answers {:.1}% > 3%",
+            evaluation.false_answer_rate() * 100.0
+        ));
+    }
+    let detection = evaluation.lang_detection_overall();
+    if detection.rate() < 0.98 {
+        failures.push(format!(
+            "language detection {:.1}% < 98%",
+            detection.rate() * 100.0
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{part} corpus below target:\n{}\n\n{report}",
+        failures.join("\n")
+    );
+    println!("{part}:\n{report}");
+}
+
+#[test]
+fn tuned_corpus_meets_targets() {
+    assert_targets("tuned", 0.95);
+}
+
+#[test]
+fn heldout_corpus_meets_targets() {
+    assert_targets("heldout", 0.90);
+}
+
+#[test]
+fn corpus_has_the_promised_size() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tuned");
+    let mut off_topic = 0;
+    for lang in Lang::ALL {
+        let text = std::fs::read_to_string(dir.join(format!("{}.jsonl", lang.code()))).unwrap();
+        let mut per_intent = std::collections::BTreeMap::<String, usize>::new();
+        for line in text.lines() {
+            let example = Example::parse(line).unwrap();
+            if example.is_off_topic() {
+                off_topic += 1;
+            }
+            for intent in example.accept {
+                *per_intent.entry(intent).or_default() += 1;
+            }
+        }
+        let need = if matches!(lang, Lang::En | Lang::Zh) {
+            25
+        } else {
+            10
+        };
+        assert_eq!(per_intent.len(), 20, "{lang}: every intent is represented");
+        for (intent, n) in per_intent {
+            assert!(n >= need, "{lang}/{intent}: {n} examples, need {need}");
+        }
+    }
+    assert!(off_topic >= 150, "{off_topic} off-topic examples, need 150");
+}
