@@ -65,7 +65,11 @@ pub enum Command {
         top: usize,
     },
     /// Validate the packs: every problem with file:line, replies for every intent and language, known placeholders, overlapping keywords.
-    Check,
+    Check {
+        /// Also list keywords that stand inside a longer keyword of another intent.
+        #[arg(long)]
+        all_overlaps: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -74,7 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(message) => {
             eprintln!("kefu: {message}");
             // For `check`, broken packs are the finding, not a failure to run.
-            let code = if matches!(cli.command, Command::Check) {
+            let code = if matches!(cli.command, Command::Check { .. }) {
                 1
             } else {
                 2
@@ -99,7 +103,7 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Classify => classify(&engine),
         Command::Eval { files, top } => eval(&engine, &files, top),
-        Command::Check => Ok(check(&engine)),
+        Command::Check { all_overlaps } => Ok(check(&engine, all_overlaps)),
     };
     match result {
         Ok(code) => code,
@@ -357,7 +361,7 @@ fn eval(engine: &Engine, files: &[PathBuf], top: usize) -> io::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(engine: &Engine) -> ExitCode {
+fn check(engine: &Engine, all_overlaps: bool) -> ExitCode {
     let catalog = engine.catalog();
     let langs: Vec<&str> = engine.replies().languages().map(Lang::code).collect();
     println!(
@@ -372,15 +376,26 @@ fn check(engine: &Engine) -> ExitCode {
     for gap in engine.replies().variant_gaps() {
         println!("note: {gap}");
     }
-    let overlaps = engine.overlaps();
-    if !overlaps.is_empty() {
+    let (identical, nested): (Vec<_>, Vec<_>) =
+        engine.overlaps().into_iter().partition(|o| o.identical);
+    if !identical.is_empty() {
         println!(
-            "{} overlapping keywords (not errors; check the winner is the one you want):",
-            overlaps.len()
+            "{} keywords belong to two intents (not errors; each such word scores for both, check the winner is the one you want):",
+            identical.len()
         );
-        for overlap in overlaps {
+        for overlap in &identical {
             println!("  {}", overlap.message);
         }
+    }
+    if all_overlaps {
+        for overlap in &nested {
+            println!("  {}", overlap.message);
+        }
+    } else if !nested.is_empty() {
+        println!(
+            "{} keywords stand inside a longer keyword of another intent (the longer one wins); list them with --all-overlaps",
+            nested.len()
+        );
     }
     ExitCode::SUCCESS
 }

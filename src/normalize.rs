@@ -25,6 +25,8 @@ pub struct TextStats {
     /// no replies for.
     pub other_letters: u32,
     pub digits: u32,
+    /// Question marks (? ？ ¿).
+    pub questions: u32,
     /// Latin words (runs of letters, digits allowed) and Cyrillic words.
     pub words: u32,
     /// Votes from letters particular to some languages (ñ → es, ß → de …).
@@ -53,6 +55,9 @@ pub fn normalize_into(input: &str, out: &mut String) -> TextStats {
             state.push_ascii(c as u8);
         } else {
             note_language_letter(c, &mut state.stats.char_votes);
+            if c == '¿' {
+                state.stats.questions += 1;
+            }
             if c == 'ß' || c == 'ẞ' {
                 state.push_char('s');
                 state.push_char('s');
@@ -94,6 +99,9 @@ struct State<'a> {
 impl State<'_> {
     #[inline]
     fn push_ascii(&mut self, b: u8) {
+        if b == b'?' {
+            self.stats.questions += 1;
+        }
         if b.is_ascii_alphanumeric() {
             if b.is_ascii_digit() {
                 self.stats.digits += 1;

@@ -19,6 +19,9 @@ pub const MAX_TOPICS: usize = 3;
 /// did not understand ("hi, what's the weather in Paris tomorrow?").
 const MAX_SOCIAL_WORDS: u32 = 6;
 const MAX_SOCIAL_HAN: u32 = 10;
+/// Small talk with a question mark and more words than "hi, are you there?"
+/// asks something kefu did not understand.
+const MAX_SOCIAL_QUESTION_WORDS: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -124,9 +127,11 @@ pub fn decide(c: &Classification) -> Decision {
     }
     if !c.detected.is_empty() {
         let long = c.stats.words > MAX_SOCIAL_WORDS || c.stats.han_chars > MAX_SOCIAL_HAN;
-        if long
-            && (!c.weak.is_empty() || !c.vetoed.is_empty() || c.stats.words > MAX_SOCIAL_WORDS + 2)
-        {
+        let asks = c.stats.questions > 0
+            && (c.stats.words > MAX_SOCIAL_QUESTION_WORDS
+                || c.stats.han_chars > MAX_SOCIAL_QUESTION_WORDS * 2);
+        let unclear = !c.weak.is_empty() || !c.vetoed.is_empty();
+        if asks || (long && (unclear || c.stats.words > MAX_SOCIAL_WORDS + 2)) {
             return Decision::Escalate {
                 reason: Reason::UnclearSmallTalk,
                 intents: Vec::new(),
@@ -242,6 +247,21 @@ mod tests {
             Case {
                 name: "a greeting around an unknown question escalates",
                 input: classification(vec![score("greeting", 1.0, false, true)], vec![], 10),
+                expect: Decision::Escalate {
+                    reason: Reason::UnclearSmallTalk,
+                    intents: vec![],
+                },
+            },
+            Case {
+                name: "small talk with a question escalates",
+                input: Classification {
+                    stats: TextStats {
+                        words: 6,
+                        questions: 1,
+                        ..TextStats::default()
+                    },
+                    ..classification(vec![score("thanks", 1.0, false, true)], vec![], 6)
+                },
                 expect: Decision::Escalate {
                     reason: Reason::UnclearSmallTalk,
                     intents: vec![],

@@ -120,6 +120,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let example: toml::Table = toml::from_str(include_str!("../../kefu.example.toml")).unwrap();
+        let defaults: toml::Table = toml::from_str(DEFAULTS).unwrap();
+        assert_eq!(
+            example, defaults,
+            "keep kefu.example.toml and src/config/defaults.toml in step"
+        );
+    }
+
+    #[test]
     fn a_file_overrides_defaults_and_bad_values_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kefu.toml");

@@ -19,9 +19,10 @@ use super::fuzzy::{FuzzyIndex, FuzzyTarget};
 use crate::lang::{CUE_WORDS, Detected, Lang, LangVotes, OTHER_CUE_WORDS, detect};
 use crate::normalize::{TextStats, needs_boundary, normalize_into};
 
-/// Weight of a fired keyword's language in language detection: a keyword is
-/// better evidence than a function word.
-const KEYWORD_LANG_VOTE: f32 = 1.5;
+/// Weight of a fired keyword's language in language detection: the same as
+/// a function word, because buyers borrow keywords ("refund", "tracking")
+/// from English while writing their own language.
+const KEYWORD_LANG_VOTE: f32 = 1.0;
 
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -43,7 +44,8 @@ struct Entry {
 #[derive(Debug)]
 struct PhraseInfo {
     kind: PhraseKind,
-    lang: Lang,
+    /// Every language whose list has this phrase (e.g. "checkout" in en and de).
+    langs: Vec<Lang>,
     written: Arc<str>,
 }
 
@@ -168,7 +170,7 @@ impl Matcher {
             entries[id].push(entry);
         };
 
-        let mut phrases = Vec::new();
+        let mut phrases: Vec<PhraseInfo> = Vec::new();
         let mut intents = Vec::new();
         let mut fuzzy = FuzzyIndex::default();
         let mut pattern_sources = Vec::new();
@@ -182,11 +184,28 @@ impl Matcher {
                 escalate: intent.escalate,
                 social: intent.social,
             });
+            // The same phrase listed twice for an intent (in two languages,
+            // say) is one phrase: it must not score twice.
+            let mut known: HashMap<(PhraseKind, &str, bool, bool), u32> = HashMap::new();
             for phrase in &intent.phrases {
+                let key = (
+                    phrase.kind,
+                    phrase.normalized.as_str(),
+                    phrase.open_start,
+                    phrase.open_end,
+                );
+                if let Some(&idx) = known.get(&key) {
+                    let langs = &mut phrases[idx as usize].langs;
+                    if !langs.contains(&phrase.lang) {
+                        langs.push(phrase.lang);
+                    }
+                    continue;
+                }
                 let phrase_idx = phrases.len() as u32;
+                known.insert(key, phrase_idx);
                 phrases.push(PhraseInfo {
                     kind: phrase.kind,
-                    lang: phrase.lang,
+                    langs: vec![phrase.lang],
                     written: phrase.written.as_str().into(),
                 });
                 let first = phrase.normalized.chars().next().unwrap_or(' ');
@@ -368,7 +387,10 @@ impl Matcher {
                 kind => {
                     scores[intent] += kind.weight();
                     if !info.written.chars().any(|c| !needs_boundary(c)) {
-                        votes.add(info.lang, KEYWORD_LANG_VOTE);
+                        let share = KEYWORD_LANG_VOTE / info.langs.len() as f32;
+                        for &lang in &info.langs {
+                            votes.add(lang, share);
+                        }
                     }
                     fired[intent].push(Fired {
                         phrase: info.written.clone(),
@@ -377,7 +399,7 @@ impl Matcher {
                         } else {
                             FiredKind::Hint
                         },
-                        lang: Some(info.lang),
+                        lang: info.langs.first().copied(),
                         typo,
                     });
                 }

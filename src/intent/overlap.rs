@@ -10,6 +10,9 @@ use super::catalog::{Catalog, Phrase, PhraseKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
+    /// The same keyword in two intents (they split the message), as opposed
+    /// to one standing inside a longer one (the longer one simply wins).
+    pub identical: bool,
     pub message: String,
 }
 
@@ -77,6 +80,7 @@ pub fn find_overlaps(catalog: &Catalog) -> Vec<Overlap> {
                         format!("{} wins a tie (higher priority)", outer.intent)
                     };
                     out.push(Overlap {
+                        identical: true,
                         message: format!(
                             "same keyword in two intents: {} and {}; both score, {winner}",
                             place(inner),
@@ -86,6 +90,7 @@ pub fn find_overlaps(catalog: &Catalog) -> Vec<Overlap> {
                 }
             } else if whole_word || !inner.phrase.normalized.is_ascii() {
                 out.push(Overlap {
+                    identical: false,
                     message: format!(
                         "{} stands inside {}; where the longer one matches, {} wins",
                         place(inner),

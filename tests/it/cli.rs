@@ -124,6 +124,44 @@ fn mail_style_has_salutation_and_closing() {
 }
 
 #[test]
+fn settings_come_from_kefu_toml_then_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kefu.toml"),
+        "[facts]\nstore_name = \"File Shop\"\nhandling_days = \"1–2\"\n",
+    )
+    .unwrap();
+    let out = kefu_in(
+        dir.path(),
+        &["reply", "when will you ship my order?", "--style", "mail"],
+        None,
+    );
+    let text = stdout(&out);
+    assert!(text.contains("File Shop") && text.contains("1–2"), "{text}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["reply", "when will you ship my order?", "--style", "mail"])
+        .current_dir(dir.path())
+        .env("KEFU_FACTS__STORE_NAME", "Env Shop")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("Env Shop") && text.contains("1–2"), "{text}");
+
+    std::fs::write(
+        dir.path().join("kefu.toml"),
+        "[store]\ndefault_lang = \"klingon\"\n",
+    )
+    .unwrap();
+    let out = kefu_in(dir.path(), &["reply", "hi"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("store.default_lang: unknown language `klingon`")
+    );
+}
+
+#[test]
 fn lang_hint_wins() {
     let v = json(&["reply", "refund", "--lang", "pt-BR", "--json"]);
     assert_eq!(v["lang"], "pt");
