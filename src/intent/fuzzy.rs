@@ -97,8 +97,7 @@ impl FuzzyIndex {
             }
         };
         consider(word, &mut found);
-        let mut offsets = word.char_indices().peekable();
-        while let Some((i, c)) = offsets.next() {
+        for (i, c) in word.char_indices() {
             buf.clear();
             buf.push_str(&word[..i]);
             buf.push_str(&word[i + c.len_utf8()..]);

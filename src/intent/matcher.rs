@@ -273,7 +273,7 @@ impl Matcher {
 
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&strings)
             .or_else(|_| {
                 AhoCorasick::builder()
@@ -349,12 +349,19 @@ impl Matcher {
             }
         }
 
-        // Longer hits hide the shorter ones they contain.
+        // Longer keyword hits hide the shorter ones they contain. Exclusions
+        // take no part: they veto their own intent, nothing else, whatever
+        // matched around them.
+        let is_exclusion = |h: &Hit| self.phrases[h.phrase as usize].kind == PhraseKind::Exclude;
         let all = hits.clone();
         hits.retain(|h| {
-            !all.iter().any(|g| {
-                g.start <= h.start && h.end <= g.end && (g.end - g.start) > (h.end - h.start)
-            })
+            is_exclusion(h)
+                || !all.iter().any(|g| {
+                    !is_exclusion(g)
+                        && g.start <= h.start
+                        && h.end <= g.end
+                        && (g.end - g.start) > (h.end - h.start)
+                })
         });
 
         if !self.fuzzy.is_empty() {
@@ -366,12 +373,32 @@ impl Matcher {
         let mut scores = vec![0f32; n];
         let mut fired: Vec<Vec<Fired>> = vec![Vec::new(); n];
         let mut vetoed: Vec<Veto> = Vec::new();
+        // A phrase counts once per message, and so does a stretch of text for
+        // one intent: "kaputt" and "kaputt*" on the same word, or "el envío"
+        // and "envío a" sharing "envío", are one piece of evidence. Keywords
+        // are counted before hints so the stronger reading of a stretch wins.
+        hits.sort_by_key(|h| {
+            (
+                self.phrases[h.phrase as usize].kind != PhraseKind::Keyword,
+                h.start,
+            )
+        });
         let mut seen_phrases: Vec<u32> = Vec::with_capacity(hits.len());
+        let mut seen_spans: Vec<(u16, usize, usize)> = Vec::with_capacity(hits.len());
         for hit in hits.iter() {
-            if seen_phrases.contains(&hit.phrase) {
+            let overlaps = |&(intent, start, end): &(u16, usize, usize)| {
+                intent == hit.intent && start < hit.end && hit.start < end
+            };
+            let is_exclusion = self.phrases[hit.phrase as usize].kind == PhraseKind::Exclude;
+            if seen_phrases.contains(&hit.phrase)
+                || (!is_exclusion && seen_spans.iter().any(overlaps))
+            {
                 continue;
             }
             seen_phrases.push(hit.phrase);
+            if !is_exclusion {
+                seen_spans.push((hit.intent, hit.start, hit.end));
+            }
             let info = &self.phrases[hit.phrase as usize];
             let intent = hit.intent as usize;
             let typo = hit.typo.map(|(s, e)| norm[s..e].to_string());
@@ -487,5 +514,177 @@ impl Matcher {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packs::PackFile;
+
+    fn matcher() -> Matcher {
+        let file = |name: &str, text: &str| PackFile {
+            name: format!("intents/{name}.toml"),
+            text: text.to_string(),
+        };
+        let catalog = Catalog::load(&[
+            file(
+                "shipping_time",
+                "[en]\nkeywords = [\"ship\", \"how long does delivery take\"]\nhints = [\"how long\", \"long for\", \"parcel\"]\nexclude = [\"how long to boil\"]\n[ru]\nkeywords = [\"доставк*\"]\n[zh]\nkeywords = [\"多久到\"]\n",
+            ),
+            file(
+                "tariffs",
+                "[en]\nkeywords = [\"customs\", \"tax*\"]\nexclude = [\"taxi\", \"income tax\"]\n",
+            ),
+            file(
+                "refund",
+                "priority = 60\n[en]\nkeywords = [\"refund\", \"money back\"]\n[de]\nkeywords = [\"kaputt\", \"kaputt*\"]\n",
+            ),
+            file("cancel_order", "[en]\nkeywords = [\"cancel my order\"]\n"),
+            file("order_tracking", "[en]\nhints = [\"order\"]\n[de]\nkeywords = [\"*nummer\"]\n"),
+            file("greeting", "social = true\n[en]\nkeywords = [\"hello\"]\n"),
+        ])
+        .unwrap();
+        Matcher::new(&catalog).unwrap()
+    }
+
+    struct Case {
+        name: &'static str,
+        text: &'static str,
+        detected: &'static [&'static str],
+        weak: &'static [&'static str],
+    }
+
+    #[test]
+    fn matching_table() {
+        let m = matcher();
+        let cases = [
+            Case {
+                name: "whole word",
+                text: "When will you SHIP it?",
+                detected: &["shipping_time"],
+                weak: &[],
+            },
+            Case {
+                name: "no hit inside a longer word",
+                text: "our relationship is great",
+                detected: &[],
+                weak: &[],
+            },
+            Case {
+                name: "stem takes endings",
+                text: "сколько идёт доставка?",
+                detected: &["shipping_time"],
+                weak: &[],
+            },
+            Case {
+                name: "stem still needs a word start",
+                text: "syntax error",
+                detected: &[],
+                weak: &[],
+            },
+            Case {
+                name: "leading star matches compounds",
+                text: "Wo ist die Sendungsnummer",
+                detected: &["order_tracking"],
+                weak: &[],
+            },
+            Case {
+                name: "chinese has no word boundaries",
+                text: "亲，这个多久到啊",
+                detected: &["shipping_time"],
+                weak: &[],
+            },
+            Case {
+                name: "two hints make a detection",
+                text: "how long for my parcel",
+                detected: &["shipping_time"],
+                weak: &[],
+            },
+            Case {
+                name: "one hint is weak",
+                text: "how long are you open",
+                detected: &[],
+                weak: &["shipping_time"],
+            },
+            Case {
+                name: "exclusion vetoes its intent",
+                text: "how long to boil an egg, how long exactly",
+                detected: &[],
+                weak: &[],
+            },
+            Case {
+                name: "exclusion taxi",
+                text: "my taxi is late",
+                detected: &[],
+                weak: &[],
+            },
+            Case {
+                name: "exclusion income tax",
+                text: "how much is income tax here",
+                detected: &[],
+                weak: &[],
+            },
+            Case {
+                name: "longer keyword hides the shorter",
+                text: "please cancel my order",
+                detected: &["cancel_order"],
+                weak: &[],
+            },
+            Case {
+                name: "two intents, best first by score then priority",
+                text: "refund or customs?",
+                detected: &["refund", "tariffs"],
+                weak: &[],
+            },
+            Case {
+                name: "typo forgiven",
+                text: "i want a refnd",
+                detected: &["refund"],
+                weak: &[],
+            },
+            Case {
+                name: "a stretch of text counts once per intent",
+                text: "kaputt",
+                detected: &["refund"],
+                weak: &[],
+            },
+            Case {
+                name: "full width and accents",
+                text: "ＣＵＳＴＯＭＳ?",
+                detected: &["tariffs"],
+                weak: &[],
+            },
+        ];
+        for case in cases {
+            let c = m.classify(case.text, None, Lang::En);
+            let detected: Vec<&str> = c.detected.iter().map(|s| &*s.intent).collect();
+            let weak: Vec<&str> = c.weak.iter().map(|s| &*s.intent).collect();
+            assert_eq!(detected, case.detected, "{}: detected", case.name);
+            assert_eq!(weak, case.weak, "{}: weak", case.name);
+        }
+    }
+
+    #[test]
+    fn explanations_name_what_fired() {
+        let m = matcher();
+        let c = m.classify("refnd pls, hello", None, Lang::En);
+        let refund = &c
+            .detected
+            .iter()
+            .find(|s| &*s.intent == "refund")
+            .unwrap()
+            .matched[0];
+        assert_eq!(&*refund.phrase, "refund");
+        assert_eq!(refund.typo.as_deref(), Some("refnd"));
+        assert_eq!(
+            c.best().map(|s| &*s.intent),
+            Some("refund"),
+            "small talk is never best when something is asked"
+        );
+        let kaputt = m.classify("kaputt", None, Lang::En);
+        assert_eq!(kaputt.detected[0].score, 1.0);
+        let vetoed = m.classify("my taxi", None, Lang::En);
+        assert_eq!(&*vetoed.vetoed[0].exclusion, "taxi");
     }
 }

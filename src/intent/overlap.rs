@@ -72,8 +72,10 @@ pub fn find_overlaps(catalog: &Catalog) -> Vec<Overlap> {
                 // Report each identical pair once.
                 if inner_idx < outer_idx {
                     let winner = if inner.priority == outer.priority {
-                        "equal priority: the intent scoring more elsewhere in the message wins"
-                            .to_string()
+                        format!(
+                            "equal priority, so unless other words in the message tip the score, {} wins (ties go to the id that sorts first)",
+                            inner.intent.min(outer.intent)
+                        )
                     } else if inner.priority > outer.priority {
                         format!("{} wins a tie (higher priority)", inner.intent)
                     } else {
