@@ -1,62 +1,144 @@
-//! Forgiving one-letter typos ("refnd", "shiping", "cancelation") (pure).
+//! Forgiving one-letter typos ("refnd", "shiping time", "cancelation") (pure).
 //!
-//! A symmetric-deletion index: every single-word keyword of six letters or
-//! more is stored with each of its one-letter deletions. A buyer's word of
-//! five letters or more that no exact hit covered is looked up with its own
-//! deletions; a candidate counts only if the two words are really one edit
-//! apart (insert, delete, substitute or swap two neighbours). Common words
-//! (the language cue words and every keyword itself) are never "corrected",
-//! which keeps "sipping" from turning into "shipping" only when the store
-//! lists it — see `protect`.
+//! The index holds every word of six letters or more that appears in any
+//! keyword, hint or exclusion, with the languages that use it, in a
+//! symmetric-deletion table. A buyer's word the exact scan left uncovered is
+//! looked up with its own deletions; the matcher then rewrites the message
+//! with the corrected words and scans it again, so typos inside phrases
+//! ("traking number") are forgiven too.
+//!
+//! A correction is only made when it is unambiguous and plausible:
+//! - exactly one vocabulary word is one edit away ("eight" is one edit from
+//!   both "height" and "weight": no correction);
+//! - the word belongs to the message's language or to English (buyers borrow
+//!   English words; "canada" must not become Spanish "dañada");
+//! - the buyer's word is not itself a common word ([`NEVER_CORRECT`], the
+//!   language cue words, and every vocabulary word).
 
 use std::collections::{HashMap, HashSet};
 
+use crate::lang::Lang;
 use crate::normalize::needs_boundary;
 
-/// Keywords shorter than this are not fuzzed: one edit on a short word makes
-/// a different word too often ("track" → "truck").
-const MIN_KEYWORD_CHARS: usize = 6;
+/// Vocabulary words shorter than this are not fuzzed: one edit on a short
+/// word makes a different word too often ("track" → "truck").
+const MIN_VOCABULARY_CHARS: usize = 6;
 /// Buyer words shorter than this are not looked up.
 const MIN_WORD_CHARS: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FuzzyTarget {
-    pub intent: u16,
-    pub phrase: u32,
-}
+/// Everyday words one edit away from common store keywords. They are spelled
+/// right; correcting them would invent a topic ("created" → "cheated").
+pub const NEVER_CORRECT: &[&str] = &[
+    // English
+    "cases",
+    "causes",
+    "charger",
+    "chargers",
+    "created",
+    "creating",
+    "feeling",
+    "facing",
+    "curious",
+    "manage",
+    "managed",
+    "manages",
+    "sterling",
+    "heated",
+    "heating",
+    "compliant",
+    "shopping",
+    "sending",
+    "costume",
+    "costumes",
+    "changed",
+    "heater",
+    "heaters",
+    "switching",
+    "policy",
+    "tracked",
+    "denied",
+    "canada",
+    "models",
+    "wander",
+    "wonder",
+    "sipping",
+    "shipment",
+    "refunding",
+    "retired",
+    "returned",
+    "parcels",
+    "prices",
+    "ordered",
+    "cancelled",
+    "canceled",
+    // Spanish, Portuguese, French, German
+    "cansada",
+    "cansado",
+    "pagado",
+    "llegada",
+    "chegada",
+    "envios",
+    "modele",
+    "modell",
+    "gerade",
+];
 
 #[derive(Debug, Default)]
 pub struct FuzzyIndex {
-    /// Deletion variant (or the keyword itself) → keywords it came from.
-    variants: HashMap<Box<str>, Vec<usize>>,
-    keywords: Vec<(Box<str>, FuzzyTarget)>,
+    /// Deletion variant (or the word itself) → vocabulary word ids.
+    variants: HashMap<Box<str>, Vec<u32>>,
+    /// Vocabulary words and a bit per language using them.
+    words: Vec<(Box<str>, u8)>,
+    ids: HashMap<Box<str>, u32>,
     protected: HashSet<Box<str>>,
+}
+
+fn lang_bit(lang: Lang) -> u8 {
+    1 << (lang as u8)
 }
 
 impl FuzzyIndex {
     pub fn is_empty(&self) -> bool {
-        self.keywords.is_empty()
+        self.words.is_empty()
     }
 
-    /// Adds a normalized keyword, if it is one long Latin or Cyrillic word.
-    pub fn insert(&mut self, keyword: &str, target: FuzzyTarget) {
-        let chars: Vec<char> = keyword.chars().collect();
-        if chars.len() < MIN_KEYWORD_CHARS
+    /// Adds the long Latin or Cyrillic words of a normalized phrase.
+    /// `open_start`/`open_end`: the phrase's first/last word is a stem
+    /// (`*`), which is not a whole word and is left out.
+    pub fn insert_phrase(&mut self, phrase: &str, lang: Lang, open_start: bool, open_end: bool) {
+        let words: Vec<&str> = phrase.split(' ').collect();
+        let last = words.len() - 1;
+        for (i, word) in words.iter().enumerate() {
+            if (i == 0 && open_start) || (i == last && open_end) {
+                continue;
+            }
+            self.insert_word(word, lang);
+        }
+    }
+
+    fn insert_word(&mut self, word: &str, lang: Lang) {
+        let chars: Vec<char> = word.chars().collect();
+        if chars.len() < MIN_VOCABULARY_CHARS
             || !chars
                 .iter()
                 .all(|c| c.is_alphabetic() && needs_boundary(*c))
         {
             return;
         }
-        let id = self.keywords.len();
-        self.keywords.push((keyword.into(), target));
+        if let Some(&id) = self.ids.get(word) {
+            self.words[id as usize].1 |= lang_bit(lang);
+            return;
+        }
+        let id = self.words.len() as u32;
+        self.words.push((word.into(), lang_bit(lang)));
+        self.ids.insert(word.into(), id);
         let mut push = |variant: String| {
             let list = self.variants.entry(variant.into_boxed_str()).or_default();
             if !list.contains(&id) {
                 list.push(id);
             }
         };
-        push(keyword.to_string());
+        push(word.to_string());
         for skip in 0..chars.len() {
             push(
                 chars
@@ -80,30 +162,42 @@ impl FuzzyIndex {
             && word.chars().all(|c| c.is_alphabetic() && needs_boundary(c))
     }
 
-    /// Keywords exactly one edit away from `word`.
-    pub fn lookup(&self, word: &str, buf: &mut String) -> Vec<FuzzyTarget> {
-        let mut found = Vec::new();
-        if self.protected.contains(word) {
-            return found;
+    /// The one vocabulary word, of one of `langs`, exactly one edit away from
+    /// `word`; `None` when there is none or more than one.
+    pub fn correct(&self, word: &str, langs: &[Lang], buf: &mut String) -> Option<&str> {
+        if self.protected.contains(word) || self.ids.contains_key(word) {
+            return None;
         }
-        let consider = |key: &str, found: &mut Vec<FuzzyTarget>| {
-            if let Some(ids) = self.variants.get(key) {
-                for &id in ids {
-                    let (keyword, target) = &self.keywords[id];
-                    if !found.contains(target) && one_edit_apart(word, keyword) {
-                        found.push(*target);
-                    }
+        let allowed = langs.iter().fold(0u8, |mask, &l| mask | lang_bit(l));
+        let mut found: Option<u32> = None;
+        let mut ambiguous = false;
+        let mut consider = |key: &str| {
+            let Some(ids) = self.variants.get(key) else {
+                return;
+            };
+            for &id in ids {
+                let (candidate, mask) = &self.words[id as usize];
+                if mask & allowed == 0 || found == Some(id) || !one_edit_apart(word, candidate) {
+                    continue;
+                }
+                if found.is_some() {
+                    ambiguous = true;
+                } else {
+                    found = Some(id);
                 }
             }
         };
-        consider(word, &mut found);
+        consider(word);
         for (i, c) in word.char_indices() {
             buf.clear();
             buf.push_str(&word[..i]);
             buf.push_str(&word[i + c.len_utf8()..]);
-            consider(buf, &mut found);
+            consider(buf);
         }
-        found
+        match (found, ambiguous) {
+            (Some(id), false) => Some(&self.words[id as usize].0),
+            _ => None,
+        }
     }
 }
 
@@ -162,41 +256,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lookup_finds_typos_but_not_protected_or_short_words() {
+    fn index() -> FuzzyIndex {
         let mut index = FuzzyIndex::default();
-        let t = FuzzyTarget {
-            intent: 1,
-            phrase: 7,
-        };
-        index.insert("refund", t);
-        index.insert(
-            "track",
-            FuzzyTarget {
-                intent: 2,
-                phrase: 8,
-            },
-        );
-        index.insert(
-            "tracking number",
-            FuzzyTarget {
-                intent: 2,
-                phrase: 9,
-            },
-        );
+        index.insert_phrase("refund", Lang::En, false, false);
+        index.insert_phrase("tracking number", Lang::En, false, false);
+        index.insert_phrase("track", Lang::En, false, false);
+        index.insert_phrase("height", Lang::En, false, false);
+        index.insert_phrase("weight", Lang::En, false, false);
+        index.insert_phrase("danada", Lang::Es, false, false);
+        index.insert_phrase("refund*", Lang::De, false, true);
         index.protect("refunded");
+        index
+    }
+
+    #[test]
+    fn corrections_table() {
+        let index = index();
         let mut buf = String::new();
-        assert_eq!(index.lookup("refnd", &mut buf), vec![t]);
-        assert_eq!(index.lookup("rrefund", &mut buf), vec![t]);
-        assert_eq!(index.lookup("refudn", &mut buf), vec![t]);
-        assert!(
-            index.lookup("refunded", &mut buf).is_empty(),
-            "protected word"
-        );
-        assert!(
-            index.lookup("truck", &mut buf).is_empty(),
-            "short keywords are not fuzzed"
-        );
-        assert!(index.lookup("fund", &mut buf).is_empty());
+        let en = [Lang::En];
+        for (word, langs, expect) in [
+            ("refnd", &en[..], Some("refund")),
+            ("rrefund", &en[..], Some("refund")),
+            ("refudn", &en[..], Some("refund")),
+            ("traking", &en[..], Some("tracking")),
+            ("numbr", &en[..], Some("number")),
+            ("refunded", &en[..], None),
+            ("truck", &en[..], None),
+            ("eight", &en[..], None),
+            ("canada", &en[..], None),
+            ("canada", &[Lang::Es][..], Some("danada")),
+        ] {
+            assert_eq!(
+                index.correct(word, langs, &mut buf),
+                expect,
+                "{word} in {langs:?}"
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@ use regex::RegexSet;
 use serde::Serialize;
 
 use super::catalog::{Catalog, DETECTION_THRESHOLD, PhraseKind};
-use super::fuzzy::{FuzzyIndex, FuzzyTarget};
+use super::fuzzy::{FuzzyIndex, NEVER_CORRECT};
 use crate::lang::{CUE_WORDS, Detected, Lang, LangVotes, OTHER_CUE_WORDS, detect};
 use crate::normalize::{TextStats, needs_boundary, normalize_into};
 
@@ -141,8 +141,13 @@ pub struct Matcher {
 #[derive(Default)]
 pub struct Scratch {
     normalized: String,
+    /// The message with typos corrected, when there were any.
+    corrected: String,
     hits: Vec<Hit>,
     token: String,
+    /// (start, end) in `corrected` of each corrected word, and the word the
+    /// buyer wrote.
+    corrections: Vec<(usize, usize, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +156,8 @@ struct Hit {
     end: usize,
     intent: u16,
     phrase: u32,
-    typo: Option<(usize, usize)>,
+    /// Index into `Scratch::corrections` when the hit covers a corrected word.
+    typo: Option<usize>,
 }
 
 impl Matcher {
@@ -221,15 +227,12 @@ impl Matcher {
                         bounded_end: !phrase.open_end && needs_boundary(last),
                     },
                 );
-                if !phrase.open_start && !phrase.open_end {
-                    fuzzy.insert(
-                        &phrase.normalized,
-                        FuzzyTarget {
-                            intent: intent_idx,
-                            phrase: phrase_idx,
-                        },
-                    );
-                }
+                fuzzy.insert_phrase(
+                    &phrase.normalized,
+                    phrase.lang,
+                    phrase.open_start,
+                    phrase.open_end,
+                );
             }
             for pattern in &intent.patterns {
                 pattern_sources.push(pattern.regex.clone());
@@ -267,8 +270,8 @@ impl Matcher {
         {
             fuzzy.protect(word);
         }
-        for s in &strings {
-            fuzzy.protect(s);
+        for word in NEVER_CORRECT {
+            fuzzy.protect(word);
         }
 
         let automaton = AhoCorasick::builder()
@@ -317,37 +320,34 @@ impl Matcher {
         fallback: Lang,
     ) -> Classification {
         let stats = normalize_into(text, &mut scratch.normalized);
-        let norm = scratch.normalized.as_str();
-        let bytes = norm.as_bytes();
         let mut votes = LangVotes::default();
-        let hits = &mut scratch.hits;
-        hits.clear();
+        scratch.hits.clear();
+        scratch.corrections.clear();
+        self.scan(&scratch.normalized, &mut scratch.hits, Some(&mut votes));
 
-        for m in self.automaton.find_overlapping_iter(norm) {
-            let (start, end) = (m.start(), m.end());
-            let at_word_start = start == 0 || bytes[start - 1] == b' ';
-            let at_word_end = end == bytes.len() || bytes[end] == b' ';
-            for entry in &self.entries[m.pattern().as_usize()] {
-                if (entry.bounded_start && !at_word_start) || (entry.bounded_end && !at_word_end) {
-                    continue;
+        // Typos: correct the words no hit covers, in the message's language
+        // or English, then scan the corrected text instead.
+        let mut use_corrected = false;
+        if !self.fuzzy.is_empty() {
+            let guess = detect(&stats, &votes, hint, fallback).lang;
+            if self.correct_typos(scratch, &[guess, Lang::En]) {
+                scratch.hits.clear();
+                self.scan(&scratch.corrected, &mut scratch.hits, None);
+                for hit in scratch.hits.iter_mut() {
+                    hit.typo = scratch
+                        .corrections
+                        .iter()
+                        .position(|&(s, e, _)| s < hit.end && hit.start < e);
                 }
-                match entry.target {
-                    Target::Phrase { intent, phrase } => hits.push(Hit {
-                        start,
-                        end,
-                        intent,
-                        phrase,
-                        typo: None,
-                    }),
-                    Target::Cue { langs } => {
-                        for &lang in langs {
-                            votes.add(lang, 1.0 / langs.len() as f32);
-                        }
-                    }
-                    Target::OtherCue => votes.add_other(1.0),
-                }
+                use_corrected = true;
             }
         }
+        let norm = if use_corrected {
+            scratch.corrected.as_str()
+        } else {
+            scratch.normalized.as_str()
+        };
+        let hits = &mut scratch.hits;
 
         // Longer keyword hits hide the shorter ones they contain. Exclusions
         // take no part: they veto their own intent, nothing else, whatever
@@ -363,10 +363,6 @@ impl Matcher {
                         && (g.end - g.start) > (h.end - h.start)
                 })
         });
-
-        if !self.fuzzy.is_empty() {
-            self.fuzzy_pass(norm, hits, &mut scratch.token);
-        }
 
         // Score every intent from distinct phrases.
         let n = self.intents.len();
@@ -401,7 +397,7 @@ impl Matcher {
             }
             let info = &self.phrases[hit.phrase as usize];
             let intent = hit.intent as usize;
-            let typo = hit.typo.map(|(s, e)| norm[s..e].to_string());
+            let typo = hit.typo.map(|i| scratch.corrections[i].2.clone());
             match info.kind {
                 PhraseKind::Exclude => {
                     if !vetoed.iter().any(|v| v.intent == self.intents[intent].id) {
@@ -487,33 +483,69 @@ impl Matcher {
         }
     }
 
-    /// Looks up words no hit covers in the typo index.
-    fn fuzzy_pass(&self, norm: &str, hits: &mut Vec<Hit>, token_buf: &mut String) {
-        let mut pos = 0;
-        let covered_before = hits.len();
-        for word in norm.split(' ') {
-            let start = pos;
-            let end = start + word.len();
-            pos = end + 1;
-            if !FuzzyIndex::worth_checking(word) {
-                continue;
-            }
-            if hits[..covered_before]
-                .iter()
-                .any(|h| h.start < end && start < h.end)
-            {
-                continue;
-            }
-            for target in self.fuzzy.lookup(word, token_buf) {
-                hits.push(Hit {
-                    start,
-                    end,
-                    intent: target.intent,
-                    phrase: target.phrase,
-                    typo: Some((start, end)),
-                });
+    /// Runs the automaton over normalized text: phrase hits that respect
+    /// word boundaries go to `hits`, cue words to `votes`.
+    fn scan(&self, norm: &str, hits: &mut Vec<Hit>, mut votes: Option<&mut LangVotes>) {
+        let bytes = norm.as_bytes();
+        for m in self.automaton.find_overlapping_iter(norm) {
+            let (start, end) = (m.start(), m.end());
+            let at_word_start = start == 0 || bytes[start - 1] == b' ';
+            let at_word_end = end == bytes.len() || bytes[end] == b' ';
+            for entry in &self.entries[m.pattern().as_usize()] {
+                if (entry.bounded_start && !at_word_start) || (entry.bounded_end && !at_word_end) {
+                    continue;
+                }
+                match (entry.target, votes.as_deref_mut()) {
+                    (Target::Phrase { intent, phrase }, _) => hits.push(Hit {
+                        start,
+                        end,
+                        intent,
+                        phrase,
+                        typo: None,
+                    }),
+                    (Target::Cue { langs }, Some(votes)) => {
+                        for &lang in langs {
+                            votes.add(lang, 1.0 / langs.len() as f32);
+                        }
+                    }
+                    (Target::OtherCue, Some(votes)) => votes.add_other(1.0),
+                    (_, None) => {}
+                }
             }
         }
+    }
+
+    /// Writes `scratch.corrected` with every uncovered word that is a clear
+    /// typo of a vocabulary word replaced; false when nothing was corrected.
+    fn correct_typos(&self, scratch: &mut Scratch, langs: &[Lang]) -> bool {
+        let norm = scratch.normalized.as_str();
+        let corrected = &mut scratch.corrected;
+        corrected.clear();
+        let mut pos = 0;
+        for word in norm.split(' ') {
+            let (start, end) = (pos, pos + word.len());
+            pos = end + 1;
+            if !corrected.is_empty() {
+                corrected.push(' ');
+            }
+            let covered = scratch.hits.iter().any(|h| h.start < end && start < h.end);
+            let fix = if covered || !FuzzyIndex::worth_checking(word) {
+                None
+            } else {
+                self.fuzzy.correct(word, langs, &mut scratch.token)
+            };
+            match fix {
+                Some(fixed) => {
+                    let at = corrected.len();
+                    corrected.push_str(fixed);
+                    scratch
+                        .corrections
+                        .push((at, corrected.len(), word.to_string()));
+                }
+                None => corrected.push_str(word),
+            }
+        }
+        !scratch.corrections.is_empty()
     }
 }
 
