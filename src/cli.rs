@@ -39,6 +39,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: webhooks and pollers in, replies out (defaults: 127.0.0.1:8080, SQLite in ./data).
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Show what a buyer writing TEXT would receive, or that it goes to a person and why.
     Reply {
         text: String,
@@ -73,6 +79,9 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Serve { listen } = &cli.command {
+        return serve(&cli, listen.clone());
+    }
     let engine = match load_engine(&cli) {
         Ok(engine) => engine,
         Err(message) => {
@@ -87,6 +96,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Reply {
             text,
             lang,
@@ -118,6 +128,10 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Settings, then packs; every pack problem is reported, not just the first.
 pub fn load_engine(cli: &Cli) -> Result<Engine, String> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    engine_for(cli, &config)
+}
+
+fn engine_for(cli: &Cli, config: &Config) -> Result<Engine, String> {
     let default_lang = config.default_lang().map_err(|e| e.to_string())?;
     let source = match cli.packs.clone().or_else(|| config.packs_dir()) {
         Some(dir) => PackSource::from_dir(&dir).map_err(|e| e.to_string())?,
@@ -125,6 +139,76 @@ pub fn load_engine(cli: &Cli) -> Result<Engine, String> {
     };
     Engine::load(&source, config.facts.clone(), default_lang)
         .map_err(|e| format!("the packs ({}) have problems:\n{e}", source.origin))
+}
+
+fn serve(cli: &Cli, listen: Option<String>) -> ExitCode {
+    init_tracing();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kefu: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let address = match config.listen_addr() {
+        Ok(address) => address,
+        Err(e) => {
+            eprintln!("kefu: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match engine_for(cli, &config) {
+        Ok(engine) => std::sync::Arc::new(engine),
+        Err(e) => {
+            eprintln!("kefu: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kefu: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("kefu: cannot listen on {address}: {e}; is another kefu running? Use --listen or server.listen to pick another address");
+                return ExitCode::from(2);
+            }
+        };
+        match crate::server::run(config, engine, listener, crate::server::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kefu: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Logs to stderr; `KEFU_LOG` sets the filter (default `info`),
+/// `KEFU_LOG_FORMAT=json` switches to JSON lines.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()));
+    if std::env::var("KEFU_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
 }
 
 fn reply(

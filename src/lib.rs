@@ -18,17 +18,26 @@
 //! - [`config`]: layered settings (built-in defaults, `kefu.toml`, `KEFU_…`).
 //! - [`cli`]: the `kefu` command line.
 
+pub mod backoff;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod entity;
 pub mod eval;
+pub mod http;
 pub mod intent;
 pub mod lang;
+pub mod metrics;
+pub mod model;
 pub mod normalize;
+pub mod outbox;
 pub mod packs;
+pub mod pipeline;
 pub mod policy;
 pub mod reply;
+pub mod server;
+pub mod store;
 
 pub use engine::{Engine, Inbound, Outcome};
 pub use lang::Lang;

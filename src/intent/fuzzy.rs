@@ -71,6 +71,15 @@ pub const NEVER_CORRECT: &[&str] = &[
     "ordered",
     "cancelled",
     "canceled",
+    // Russian (inflected forms one letter from another word)
+    "закончится",
+    "яндекс",
+    "единиц",
+    "пришло",
+    "платил",
+    "помоги",
+    "придет",
+    "придут",
     // Spanish, Portuguese, French, German
     "cansada",
     "cansado",
@@ -177,7 +186,11 @@ impl FuzzyIndex {
             };
             for &id in ids {
                 let (candidate, mask) = &self.words[id as usize];
-                if mask & allowed == 0 || found == Some(id) || !one_edit_apart(word, candidate) {
+                if mask & allowed == 0
+                    || found == Some(id)
+                    || !one_edit_apart(word, candidate)
+                    || !plausible_typo(word, candidate)
+                {
                     continue;
                 }
                 if found.is_some() {
@@ -199,6 +212,19 @@ impl FuzzyIndex {
             _ => None,
         }
     }
+}
+
+/// People rarely get the first letter of a word wrong, and a different last
+/// letter usually makes a different word ("cancer" / "cancel"), so edits
+/// there are not read as typos ("eating" is not "rating").
+fn plausible_typo(word: &str, candidate: &str) -> bool {
+    let first_diff = word
+        .chars()
+        .zip(candidate.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (w, c) = (word.chars().count(), candidate.chars().count());
+    first_diff > 0 && !(w == c && first_diff + 1 == w)
 }
 
 /// True when `a` and `b` differ by exactly one insertion, deletion,
@@ -283,8 +309,12 @@ mod tests {
             ("refunded", &en[..], None),
             ("truck", &en[..], None),
             ("eight", &en[..], None),
-            ("canada", &en[..], None),
-            ("canada", &[Lang::Es][..], Some("danada")),
+            ("canada", &[Lang::Es][..], None),
+            ("danadas", &en[..], None),
+            ("danadas", &[Lang::Es][..], Some("danada")),
+            ("eight", &[Lang::En][..], None),
+            ("refunt", &en[..], None),
+            ("efund", &en[..], None),
         ] {
             assert_eq!(
                 index.correct(word, langs, &mut buf),

@@ -3,6 +3,10 @@
 //! - `corpus`: the labelled corpus against the built-in packs, with the
 //!   accuracy targets of the README.
 //! - `cli`: the `kefu` binary as a user runs it.
+//! - `service`: `kefu serve` over HTTP with a real SQLite file and fake
+//!   receivers; `support` holds the harness.
 
 mod cli;
 mod corpus;
+mod service;
+mod support;

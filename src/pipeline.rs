@@ -1,0 +1,381 @@
+//! From an accepted message to a stored reply: one conversation strictly in
+//! order, different conversations in parallel.
+//!
+//! [`Intake`] stores a buyer message durably and queues it; webhooks get a
+//! "busy" answer (503) when the queue is full instead of waiting, pollers
+//! wait. The dispatcher routes each queued message to its conversation's
+//! worker (spawned on demand, bounded queue, retired when idle). A worker
+//! waits out the coalescing window so a buyer who types three lines gets one
+//! answer, reads all of the conversation's unhandled messages from the
+//! store, asks the [`Engine`], and records the reply and its outbox row in
+//! one transaction. Because the store, not the queue, says what is
+//! unhandled, a restart simply re-queues what was accepted and not answered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::channel::Channels;
+use crate::config::PipelineConfig;
+use crate::engine::{Engine, Inbound};
+use crate::lang::Lang;
+use crate::metrics::{IntentLabel, Metrics};
+use crate::model::{Accepted, BotReply, InboundMessage, now_ms};
+use crate::policy::Decision;
+use crate::store::{Outcome, Store, StoreError};
+
+/// A stored buyer message to handle.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub conversation_id: i64,
+    pub message_id: i64,
+    /// When it was accepted, for the reply-latency histogram.
+    pub accepted_at: Instant,
+}
+
+/// What [`Intake::accept`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intook {
+    Accepted,
+    Duplicate,
+    /// kefu's own message echoed back by the channel: never answered.
+    OwnEcho,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The queue is full; the sender should retry shortly.
+    #[error("kefu is busy; retry shortly")]
+    Busy,
+    /// kefu is shutting down.
+    #[error("kefu is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether to wait for room in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    Refuse,
+    Wait,
+}
+
+/// The front door for buyer messages from every channel. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    jobs: mpsc::Sender<Job>,
+    store: Store,
+    channels: Arc<Channels>,
+    metrics: Arc<Metrics>,
+}
+
+impl Intake {
+    /// Stores the message (once) and queues it for an answer. Room in the
+    /// queue is reserved first, so a message is never stored and then left
+    /// unqueued.
+    pub async fn accept(
+        &self,
+        msg: InboundMessage,
+        when_full: WhenFull,
+    ) -> Result<Intook, IntakeError> {
+        let own = self.channels.get(&msg.channel).is_some_and(|c| {
+            !c.self_id.is_empty() && msg.buyer.id.as_deref() == Some(c.self_id.as_str())
+        });
+        if own {
+            self.metrics.inbound(&msg.channel, "own_echo");
+            return Ok(Intook::OwnEcho);
+        }
+        let permit = match when_full {
+            WhenFull::Refuse => self.jobs.try_reserve().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => IntakeError::Busy,
+                mpsc::error::TrySendError::Closed(()) => IntakeError::Closed,
+            }),
+            WhenFull::Wait => self.jobs.reserve().await.map_err(|_| IntakeError::Closed),
+        };
+        let permit = match permit {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.inbound(&msg.channel, "busy");
+                return Err(e);
+            }
+        };
+        match self.store.accept_inbound(&msg).await? {
+            Accepted::New {
+                conversation_id,
+                message_id,
+            } => {
+                permit.send(Job {
+                    conversation_id,
+                    message_id,
+                    accepted_at: Instant::now(),
+                });
+                self.metrics.inbound(&msg.channel, "accepted");
+                Ok(Intook::Accepted)
+            }
+            Accepted::Duplicate => {
+                self.metrics.inbound(&msg.channel, "duplicate");
+                Ok(Intook::Duplicate)
+            }
+        }
+    }
+}
+
+/// Shared by the dispatcher and all workers.
+pub struct Context {
+    pub engine: Arc<Engine>,
+    pub store: Store,
+    pub channels: Arc<Channels>,
+    pub metrics: Arc<Metrics>,
+    pub config: PipelineConfig,
+    /// Wakes the outbox when a reply is stored.
+    pub outbox_wake: Arc<Notify>,
+}
+
+/// Starts the dispatcher. Returns the intake and the dispatcher's task; the
+/// task ends once every `Intake` clone is dropped and all queued work is done.
+pub fn start(
+    ctx: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+) -> (Intake, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(ctx.config.queue_capacity);
+    let intake = Intake {
+        jobs: tx,
+        store: ctx.store.clone(),
+        channels: ctx.channels.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    let task = tokio::spawn(dispatch(ctx, rx, shutdown));
+    (intake, task)
+}
+
+/// Queues messages that were accepted but not answered before a restart.
+pub async fn requeue_unprocessed(intake: &Intake, store: &Store) -> Result<usize, IntakeError> {
+    let pending = store.unprocessed().await?;
+    for &(conversation_id, message_id) in &pending {
+        intake
+            .jobs
+            .send(Job {
+                conversation_id,
+                message_id,
+                accepted_at: Instant::now(),
+            })
+            .await
+            .map_err(|_| IntakeError::Closed)?;
+    }
+    Ok(pending.len())
+}
+
+async fn dispatch(
+    ctx: Arc<Context>,
+    mut jobs: mpsc::Receiver<Job>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut workers: HashMap<i64, mpsc::Sender<Job>> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    // Idle workers ask to retire here; only the dispatcher may drop their
+    // sender, so no job is ever sent to a worker that has stopped.
+    let (retire_tx, mut retire_rx) = mpsc::channel::<i64>(64);
+    loop {
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                let mut job = job;
+                loop {
+                    let sender = workers.entry(job.conversation_id).or_insert_with(|| {
+                        let (tx, rx) = mpsc::channel(ctx.config.conversation_queue);
+                        tasks.spawn(worker(ctx.clone(), job.conversation_id, rx, retire_tx.clone(), shutdown.clone()));
+                        tx
+                    });
+                    match sender.send(job).await {
+                        Ok(()) => break,
+                        // The worker ended (it only does so on a panic):
+                        // start a new one and hand it the job.
+                        Err(mpsc::error::SendError(back)) => {
+                            workers.remove(&back.conversation_id);
+                            job = back;
+                        }
+                    }
+                }
+            }
+            Some(conversation) = retire_rx.recv() => {
+                if let Some(sender) = workers.get(&conversation) {
+                    if sender.capacity() == sender.max_capacity() {
+                        workers.remove(&conversation);
+                    }
+                }
+            }
+            Some(result) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "conversation worker failed");
+                }
+            }
+        }
+    }
+    // Intake closed: let every worker finish what it has.
+    drop(workers);
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "conversation worker failed");
+        }
+    }
+}
+
+async fn worker(
+    ctx: Arc<Context>,
+    conversation_id: i64,
+    mut jobs: mpsc::Receiver<Job>,
+    retire: mpsc::Sender<i64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let idle = Duration::from_secs(ctx.config.idle_worker_secs.max(1));
+    let window = Duration::from_millis(ctx.config.coalesce_ms);
+    loop {
+        let first = match tokio::time::timeout(idle, jobs.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(_) => {
+                let _ = retire.try_send(conversation_id);
+                continue;
+            }
+        };
+        // Coalesce: more lines within the window join this answer. On
+        // shutdown, answer at once.
+        let deadline = tokio::time::Instant::now() + window;
+        let mut oldest = first.accepted_at;
+        while !*shutdown.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                more = jobs.recv() => match more {
+                    Some(job) => oldest = oldest.min(job.accepted_at),
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+        let span = tracing::info_span!("conversation", id = conversation_id);
+        if let Err(e) = handle(&ctx, conversation_id).instrument(span).await {
+            // The messages stay unhandled in the store and are picked up
+            // again on the next message or restart.
+            tracing::error!(conversation = conversation_id, error = %e, "could not handle messages");
+        } else {
+            ctx.metrics
+                .reply_seconds
+                .observe(oldest.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Answers every unhandled buyer message of a conversation at once.
+async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
+    let Some(conversation) = ctx.store.conversation(conversation_id).await? else {
+        return Ok(());
+    };
+    let pending = ctx.store.pending_messages(conversation_id).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = pending.iter().map(|m| m.id).collect();
+    let channel = conversation.channel.as_str();
+    let outcome = |reply, lang, escalation| Outcome {
+        conversation_id,
+        channel,
+        answered: &ids,
+        reply,
+        lang,
+        escalation,
+    };
+
+    if conversation.state == "human" {
+        // A person holds the conversation: record, stay silent.
+        ctx.store.record_outcome(outcome(None, None, None)).await?;
+        tracing::info!(
+            messages = ids.len(),
+            "recorded for the agent holding this conversation"
+        );
+        return Ok(());
+    }
+    let since = now_ms() - 60_000;
+    let recent = ctx.store.bot_replies_since(conversation_id, since).await?;
+    if recent >= i64::from(ctx.config.max_bot_replies_per_minute) {
+        let detail = format!("{recent} bot replies in the last minute: a loop with another bot?");
+        ctx.store
+            .record_outcome(outcome(None, None, Some(("bot_reply_cap", Some(&detail)))))
+            .await?;
+        ctx.metrics.escalation("bot_reply_cap");
+        tracing::warn!(%detail, "bot stays silent and hands over");
+        return Ok(());
+    }
+
+    let text = pending
+        .iter()
+        .map(|m| m.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let style = ctx
+        .channels
+        .get(channel)
+        .map(|c| c.style)
+        .unwrap_or_default();
+    let result = ctx.engine.respond(&Inbound {
+        text: &text,
+        locale: conversation.buyer_locale.as_deref(),
+        last_lang: conversation.lang.as_deref().and_then(Lang::from_locale),
+        buyer_name: conversation.buyer_name.as_deref(),
+        style,
+    });
+    let report = result.report();
+    let reply = BotReply {
+        text: result.reply.clone(),
+        lang: result.lang.code().to_string(),
+        intents: serde_json::to_string(&report.intents).unwrap_or_default(),
+        decision: serde_json::to_string(&serde_json::json!({
+            "action": report.action,
+            "reason": report.reason,
+            "confidence": report.confidence,
+            "matched": report.matched,
+        }))
+        .unwrap_or_default(),
+    };
+    let reason = result.decision.reason().map(|r| r.to_string());
+    let escalation = match &result.decision {
+        Decision::Escalate { .. } => Some(("bot_escalated", reason.as_deref())),
+        Decision::Answer { .. } => None,
+    };
+    let outbox = ctx
+        .store
+        .record_outcome(outcome(
+            (!reply.text.trim().is_empty()).then_some(&reply),
+            Some(result.lang.code()),
+            escalation,
+        ))
+        .await?;
+    if let Some(best) = result.classification.best() {
+        ctx.metrics
+            .intents
+            .get_or_create(&IntentLabel {
+                intent: best.intent.to_string(),
+            })
+            .inc();
+    }
+    if escalation.is_some() {
+        ctx.metrics.escalation("bot_escalated");
+    }
+    tracing::info!(
+        messages = ids.len(),
+        lang = result.lang.code(),
+        intents = ?report.intents,
+        action = report.action,
+        reason = reason.as_deref().unwrap_or(""),
+        "handled"
+    );
+    if outbox.is_some() {
+        ctx.outbox_wake.notify_one();
+    }
+    Ok(())
+}
