@@ -8,5 +8,8 @@
 
 mod cli;
 mod corpus;
+mod marketplace;
 mod service;
 mod support;
+mod telegram;
+mod whatsapp;

@@ -1,0 +1,2 @@
+//! Filled in by the load benchmark work.
+fn main() {}
