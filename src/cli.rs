@@ -113,7 +113,7 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Classify => classify(&engine),
         Command::Eval { files, top } => eval(&engine, &files, top),
-        Command::Check { all_overlaps } => Ok(check(&engine, all_overlaps)),
+        Command::Check { all_overlaps } => check(&engine, all_overlaps),
     };
     match result {
         Ok(code) => code,
@@ -445,41 +445,48 @@ fn eval(engine: &Engine, files: &[PathBuf], top: usize) -> io::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(engine: &Engine, all_overlaps: bool) -> ExitCode {
+fn check(engine: &Engine, all_overlaps: bool) -> io::Result<ExitCode> {
+    let mut out = io::stdout().lock();
     let catalog = engine.catalog();
     let langs: Vec<&str> = engine.replies().languages().map(Lang::code).collect();
-    println!(
+    writeln!(
+        out,
         "ok: {} intents, replies in {} ({})",
         catalog.intents.len(),
         langs.len(),
         langs.join(", ")
-    );
+    )?;
     for lang in engine.replies().missing_languages() {
-        println!("note: no replies/{lang}.toml: buyers writing {lang} are answered in English");
+        writeln!(
+            out,
+            "note: no replies/{lang}.toml: buyers writing {lang} are answered in English"
+        )?;
     }
     for gap in engine.replies().variant_gaps() {
-        println!("note: {gap}");
+        writeln!(out, "note: {gap}")?;
     }
     let (identical, nested): (Vec<_>, Vec<_>) =
         engine.overlaps().into_iter().partition(|o| o.identical);
     if !identical.is_empty() {
-        println!(
+        writeln!(
+            out,
             "{} keywords belong to two intents (not errors; each such word scores for both, check the winner is the one you want):",
             identical.len()
-        );
+        )?;
         for overlap in &identical {
-            println!("  {}", overlap.message);
+            writeln!(out, "  {}", overlap.message)?;
         }
     }
     if all_overlaps {
         for overlap in &nested {
-            println!("  {}", overlap.message);
+            writeln!(out, "  {}", overlap.message)?;
         }
     } else if !nested.is_empty() {
-        println!(
+        writeln!(
+            out,
             "{} keywords stand inside a longer keyword of another intent (the longer one wins); list them with --all-overlaps",
             nested.len()
-        );
+        )?;
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -106,7 +106,13 @@ mod tests {
         let body = br#"{"text":"hi"}"#;
         let now = 1_700_000_000;
         let good = sign(secret, now, body);
-        type Case<'a> = (&'a str, Option<String>, Option<String>, &'a [u8], Result<(), SignatureError>);
+        type Case<'a> = (
+            &'a str,
+            Option<String>,
+            Option<String>,
+            &'a [u8],
+            Result<(), SignatureError>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "valid",

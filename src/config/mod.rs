@@ -181,10 +181,19 @@ impl Config {
                 );
             }
         }
+        // Only settings-shaped variables (KEFU_SECTION__KEY, KEFU_PACKS):
+        // KEFU_LOG, KEFU_TEST_DATABASE_URL and friends are not settings.
+        let settings_vars: config::Map<String, String> = std::env::vars()
+            .filter(|(name, _)| {
+                name.strip_prefix("KEFU_")
+                    .is_some_and(|rest| rest.contains("__") || rest == "PACKS")
+            })
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("KEFU")
                 .prefix_separator("_")
-                .separator("__"),
+                .separator("__")
+                .source(Some(settings_vars)),
         );
         let config: Config = builder
             .build()

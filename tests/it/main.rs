@@ -10,6 +10,7 @@ mod cli;
 mod corpus;
 mod marketplace;
 mod service;
+mod store;
 mod support;
 mod telegram;
 mod whatsapp;
