@@ -10,8 +10,9 @@
 //! A correction is only made when it is unambiguous and plausible:
 //! - exactly one vocabulary word is one edit away ("eight" is one edit from
 //!   both "height" and "weight": no correction);
-//! - the word belongs to the message's language or to English (buyers borrow
-//!   English words; "canada" must not become Spanish "dañada");
+//! - the word belongs to the message's language ("canada" in an English
+//!   message must not become Spanish "dañada"), or to any language when the
+//!   message gives no clue to its language;
 //! - the buyer's word is not itself a common word ([`NEVER_CORRECT`], the
 //!   language cue words, and every vocabulary word).
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, DETECTION_THRESHOLD, PhraseKind};
 use super::fuzzy::{FuzzyIndex, NEVER_CORRECT};
-use crate::lang::{CUE_WORDS, Detected, Lang, LangVotes, OTHER_CUE_WORDS, detect};
+use crate::lang::{CUE_WORDS, Detected, Lang, LangSource, LangVotes, OTHER_CUE_WORDS, detect};
 use crate::normalize::{TextStats, needs_boundary, normalize_into};
 
 /// Weight of a fired keyword's language in language detection: the same as
@@ -200,6 +200,14 @@ impl Matcher {
                     phrase.open_start,
                     phrase.open_end,
                 );
+                // Every language's words join the typo vocabulary, even when
+                // the phrase itself is shared with another language.
+                fuzzy.insert_phrase(
+                    &phrase.normalized,
+                    phrase.lang,
+                    phrase.open_start,
+                    phrase.open_end,
+                );
                 if let Some(&idx) = known.get(&key) {
                     let langs = &mut phrases[idx as usize].langs;
                     if !langs.contains(&phrase.lang) {
@@ -226,12 +234,6 @@ impl Matcher {
                         bounded_start: !phrase.open_start && needs_boundary(first),
                         bounded_end: !phrase.open_end && needs_boundary(last),
                     },
-                );
-                fuzzy.insert_phrase(
-                    &phrase.normalized,
-                    phrase.lang,
-                    phrase.open_start,
-                    phrase.open_end,
                 );
             }
             for pattern in &intent.patterns {
@@ -329,8 +331,17 @@ impl Matcher {
         // or English, then scan the corrected text instead.
         let mut use_corrected = false;
         if !self.fuzzy.is_empty() {
-            let guess = detect(&stats, &votes, hint, fallback).lang;
-            if self.correct_typos(scratch, &[guess, Lang::En]) {
+            // Typos are read in the message's language only (a Portuguese
+            // "Recife" is no misspelt English "recipe"); with no clue to the
+            // language at all ("grcias"), in any language, as long as the
+            // correction is unambiguous.
+            let guess = detect(&stats, &votes, hint, fallback);
+            let langs: &[Lang] = if guess.source == LangSource::Fallback {
+                &Lang::ALL
+            } else {
+                std::slice::from_ref(&guess.lang)
+            };
+            if self.correct_typos(scratch, langs) {
                 scratch.hits.clear();
                 self.scan(&scratch.corrected, &mut scratch.hits, None);
                 for hit in scratch.hits.iter_mut() {
