@@ -25,7 +25,7 @@ pub struct TextStats {
     /// no replies for.
     pub other_letters: u32,
     pub digits: u32,
-    /// Question marks (? ？ ¿).
+    /// Question marks (? ？ ¿) and Chinese question particles (吗 呢).
     pub questions: u32,
     /// Latin words (runs of letters, digits allowed) and Cyrillic words.
     pub words: u32,
@@ -131,6 +131,10 @@ impl State<'_> {
             }
             Script::Han => {
                 self.stats.han_chars += 1;
+                // Chinese asks with particles as often as with "?".
+                if matches!(c, '吗' | '呢' | '嗎') {
+                    self.stats.questions += 1;
+                }
                 Class::Ideograph
             }
             Script::OtherIdeographic => {

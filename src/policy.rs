@@ -22,6 +22,8 @@ const MAX_SOCIAL_HAN: u32 = 10;
 /// Small talk with a question mark and more words than "hi, are you there?"
 /// asks something kefu did not understand.
 const MAX_SOCIAL_QUESTION_WORDS: u32 = 4;
+/// The same for Chinese, in characters ("你好，在吗？" is still a greeting).
+const MAX_SOCIAL_QUESTION_HAN: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -129,7 +131,7 @@ pub fn decide(c: &Classification) -> Decision {
         let long = c.stats.words > MAX_SOCIAL_WORDS || c.stats.han_chars > MAX_SOCIAL_HAN;
         let asks = c.stats.questions > 0
             && (c.stats.words > MAX_SOCIAL_QUESTION_WORDS
-                || c.stats.han_chars > MAX_SOCIAL_QUESTION_WORDS * 2);
+                || c.stats.han_chars > MAX_SOCIAL_QUESTION_HAN);
         let unclear = !c.weak.is_empty() || !c.vetoed.is_empty();
         if asks || (long && (unclear || c.stats.words > MAX_SOCIAL_WORDS + 2)) {
             return Decision::Escalate {
