@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The buyer as the channel describes them. Everything is optional: channels
 /// differ in what they tell.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Buyer {
     #[serde(default)]

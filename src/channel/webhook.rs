@@ -14,19 +14,26 @@ use super::{DeliveryError, retry_after};
 use crate::config::ChannelConfig;
 use crate::model::{Buyer, Delivery, InboundMessage};
 
-/// The inbound body.
-#[derive(Debug, Deserialize)]
+/// A buyer's message, as POSTed to `/v1/channels/{channel}/messages`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookMessage {
+    /// The channel's id for this message; a repeat with the same id is
+    /// answered 200 and changes nothing.
     pub message_id: String,
+    /// The channel's id for the conversation (one per buyer and store).
     pub conversation_id: String,
+    /// What the buyer wrote. May be empty when there are attachments.
     pub text: String,
     #[serde(default)]
     pub buyer: Buyer,
     /// Unix seconds, or an RFC 3339 date-time string.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2026-11-22T10:00:00Z")]
     pub sent_at: Option<SentAt>,
+    /// Photos, product or order cards, as the platform describes them.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub attachments: Vec<serde_json::Value>,
 }
 
@@ -101,8 +108,8 @@ impl WebhookMessage {
     }
 }
 
-/// The callback body.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// The callback body kefu POSTs to a webhook channel's `callback_url`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Callback {
     pub channel: String,
     pub conversation_id: String,

@@ -100,6 +100,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -113,7 +114,78 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// `POST /v1/channels/{channel}/messages`: 202 once stored, 200 for a repeat.
+/// The OpenAPI description served at `/openapi.json`, generated from the
+/// handlers and types below.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "kefu",
+        description = "Multilingual auto-responder for cross-border e-commerce customer service"
+    ),
+    paths(post_message, healthz, readyz),
+    components(schemas(
+        WebhookMessage,
+        crate::model::Buyer,
+        crate::channel::webhook::Callback,
+        ErrorBody,
+        ErrorDetail,
+        Receipt
+    ))
+)]
+pub struct ApiDoc;
+
+/// Every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: unknown_channel, bad_signature, invalid_message, busy …
+    pub code: String,
+    /// For people: what is wrong and what to do.
+    pub message: String,
+}
+
+/// The answer to an accepted, repeated or ignored message.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Receipt {
+    /// accepted, duplicate or ignored_own_message
+    pub status: String,
+    pub message_id: String,
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        <ApiDoc as utoipa::OpenApi>::openapi()
+            .to_json()
+            .unwrap_or_default(),
+    )
+}
+
+/// Receive a buyer's message.
+///
+/// Stored durably before the answer. With a channel secret, the request must
+/// carry `X-Kefu-Timestamp` (Unix seconds) and `X-Kefu-Signature:
+/// sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`; requests more than
+/// five minutes old are refused.
+#[utoipa::path(
+    post,
+    path = "/v1/channels/{channel}/messages",
+    params(("channel" = String, Path, description = "A channel of kind webhook from the configuration")),
+    request_body = WebhookMessage,
+    responses(
+        (status = 202, description = "Stored; the reply follows through the channel", body = Receipt),
+        (status = 200, description = "A repeated message id (nothing changed), or the store's own echo (ignored)", body = Receipt),
+        (status = 401, description = "Missing, wrong or stale signature", body = ErrorBody),
+        (status = 404, description = "No such webhook channel", body = ErrorBody),
+        (status = 413, description = "Body larger than server.body_limit_bytes"),
+        (status = 422, description = "Not valid UTF-8 JSON of the documented shape", body = ErrorBody),
+        (status = 503, description = "Queue full or shutting down; nothing stored, retry after Retry-After", body = ErrorBody),
+    )
+)]
 async fn post_message(
     State(state): State<AppState>,
     Path(channel): Path<String>,
@@ -179,10 +251,14 @@ async fn post_message(
     ))
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "database unreachable", body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     match state.store.ping().await {
         Ok(()) => Ok("ready\n"),

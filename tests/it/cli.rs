@@ -302,3 +302,84 @@ fn eval_prints_every_section() {
         assert!(text.contains(section), "missing {section} in\n{text}");
     }
 }
+
+/// `kefu serve` as an operator runs it: built-in defaults in an empty
+/// directory, a message in, SIGTERM, a clean exit with the reply logged.
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("KEFU_PIPELINE__COALESCE_MS", "10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Ok(line) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("kefu never logged {needle:?}");
+    };
+    let serving = wait_for("kefu is serving");
+    let address = serving
+        .split("address=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let body =
+        r#"{"message_id":"m1","conversation_id":"c1","text":"where is my package RR123456789CN?"}"#;
+    let status = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+        ])
+        .arg(format!("http://{address}/v1/channels/demo/messages"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+    let status = match status {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = child.kill();
+            eprintln!("SKIPPED: curl is not installed");
+            return;
+        }
+    };
+    assert_eq!(status, "202");
+    let reply = wait_for("reply (no callback_url configured");
+    assert!(reply.contains("RR123456789CN"), "{reply}");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_for("kefu stopped");
+    assert!(child.wait().unwrap().success());
+    assert!(
+        dir.path().join("data/kefu.db").exists(),
+        "the SQLite file is in ./data"
+    );
+}

@@ -446,3 +446,28 @@ async fn own_echoes_are_never_answered_and_bot_loops_are_capped() {
     );
     kefu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_documents_the_webhook() {
+    let dir = temp_dir();
+    let kefu = Kefu::start(config(dir.path(), "")).await;
+    let spec: serde_json::Value = reqwest::get(kefu.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let post = &spec["paths"]["/v1/channels/{channel}/messages"]["post"];
+    for status in ["200", "202", "401", "404", "422", "503"] {
+        assert!(post["responses"][status].is_object(), "{status} documented");
+    }
+    let required = &spec["components"]["schemas"]["WebhookMessage"]["required"];
+    for field in ["message_id", "conversation_id", "text"] {
+        assert!(
+            required.as_array().unwrap().iter().any(|f| f == field),
+            "{field} required"
+        );
+    }
+    kefu.stop().await;
+}
