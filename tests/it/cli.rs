@@ -367,6 +367,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         Ok(s) => s,
         Err(_) => {
             let _ = child.kill();
+            let _ = child.wait();
             eprintln!("SKIPPED: curl is not installed");
             return;
         }
