@@ -379,3 +379,70 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::Buyer;
+
+    fn message(id: &str) -> InboundMessage {
+        InboundMessage {
+            channel: "demo".into(),
+            message_id: id.into(),
+            conversation_id: "c".into(),
+            text: "hi".into(),
+            buyer: Buyer::default(),
+            sent_at: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_without_storing_and_pollers_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/k.db?mode=rwc", dir.path().display()))
+            .await
+            .unwrap();
+        let config = Config::load(None).unwrap();
+        // A queue of one that nobody reads.
+        let (tx, mut rx) = mpsc::channel(1);
+        let intake = Intake {
+            jobs: tx,
+            store: store.clone(),
+            channels: Arc::new(Channels::new(&config)),
+            metrics: Arc::new(Metrics::new()),
+        };
+        assert_eq!(
+            intake.accept(message("a"), WhenFull::Refuse).await.unwrap(),
+            Intook::Accepted
+        );
+        let refused = intake.accept(message("b"), WhenFull::Refuse).await;
+        assert!(matches!(refused, Err(IntakeError::Busy)));
+        assert_eq!(
+            store.unprocessed().await.unwrap().len(),
+            1,
+            "the refused message was not stored"
+        );
+
+        // A poller waits for room instead.
+        let waiting = tokio::spawn({
+            let intake = intake.clone();
+            async move { intake.accept(message("b"), WhenFull::Wait).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        rx.recv().await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), Intook::Accepted);
+        assert_eq!(
+            intake.accept(message("b"), WhenFull::Refuse).await.ok(),
+            None,
+            "still full"
+        );
+        rx.recv().await.unwrap();
+        assert_eq!(
+            intake.accept(message("b"), WhenFull::Refuse).await.unwrap(),
+            Intook::Duplicate
+        );
+    }
+}
