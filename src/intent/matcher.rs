@@ -363,12 +363,14 @@ impl Matcher {
         // Longer keyword hits hide the shorter ones they contain. Exclusions
         // take no part: they veto their own intent, nothing else, whatever
         // matched around them.
-        let is_exclusion = |h: &Hit| self.phrases[h.phrase as usize].kind == PhraseKind::Exclude;
+        // A hint never hides a keyword: the weaker reading does not win.
+        let kind = |h: &Hit| self.phrases[h.phrase as usize].kind;
         let all = hits.clone();
         hits.retain(|h| {
-            is_exclusion(h)
+            kind(h) == PhraseKind::Exclude
                 || !all.iter().any(|g| {
-                    !is_exclusion(g)
+                    kind(g) != PhraseKind::Exclude
+                        && kind(g).weight() >= kind(h).weight()
                         && g.start <= h.start
                         && h.end <= g.end
                         && (g.end - g.start) > (h.end - h.start)
