@@ -91,11 +91,16 @@ impl Intake {
             return Ok(Intook::OwnEcho);
         }
         let permit = match when_full {
-            WhenFull::Refuse => self.jobs.try_reserve().map_err(|e| match e {
-                mpsc::error::TrySendError::Full(()) => IntakeError::Busy,
-                mpsc::error::TrySendError::Closed(()) => IntakeError::Closed,
+            WhenFull::Refuse => self.jobs.clone().try_reserve_owned().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => IntakeError::Busy,
+                mpsc::error::TrySendError::Closed(_) => IntakeError::Closed,
             }),
-            WhenFull::Wait => self.jobs.reserve().await.map_err(|_| IntakeError::Closed),
+            WhenFull::Wait => self
+                .jobs
+                .clone()
+                .reserve_owned()
+                .await
+                .map_err(|_| IntakeError::Closed),
         };
         let permit = match permit {
             Ok(p) => p,
@@ -104,24 +109,31 @@ impl Intake {
                 return Err(e);
             }
         };
-        match self.store.accept_inbound(&msg).await? {
-            Accepted::New {
-                conversation_id,
-                message_id,
-            } => {
-                permit.send(Job {
+        // Store and queue in a task of its own: if the caller goes away
+        // (a webhook client disconnects), a stored message is still queued.
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let task = tokio::spawn(async move {
+            match store.accept_inbound(&msg).await? {
+                Accepted::New {
                     conversation_id,
                     message_id,
-                    accepted_at: Instant::now(),
-                });
-                self.metrics.inbound(&msg.channel, "accepted");
-                Ok(Intook::Accepted)
+                } => {
+                    permit.send(Job {
+                        conversation_id,
+                        message_id,
+                        accepted_at: Instant::now(),
+                    });
+                    metrics.inbound(&msg.channel, "accepted");
+                    Ok(Intook::Accepted)
+                }
+                Accepted::Duplicate => {
+                    metrics.inbound(&msg.channel, "duplicate");
+                    Ok(Intook::Duplicate)
+                }
             }
-            Accepted::Duplicate => {
-                self.metrics.inbound(&msg.channel, "duplicate");
-                Ok(Intook::Duplicate)
-            }
-        }
+        });
+        task.await.map_err(|_| IntakeError::Closed)?
     }
 }
 

@@ -313,7 +313,9 @@ impl ChannelConfig {
             return Ok(());
         }
         if self.poll_ms == 0 {
-            return Err(ConfigError(format!("channels.{name}.poll_ms must be greater than 0")));
+            return Err(ConfigError(format!(
+                "channels.{name}.poll_ms must be greater than 0"
+            )));
         }
         let need = |field: &str, value: &str| {
             if value.trim().is_empty() {

@@ -126,14 +126,10 @@ impl Store {
     pub async fn accept_inbound(&self, msg: &InboundMessage) -> Result<Accepted> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let seen = sqlx::query("SELECT id FROM messages WHERE channel = $1 AND external_id = $2")
-            .bind(&msg.channel)
-            .bind(&msg.message_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if seen.is_some() {
-            return Ok(Accepted::Duplicate);
-        }
+        // Write first: in SQLite a transaction that starts by reading and
+        // then writes cannot wait for the write lock (it fails "database is
+        // locked" at once), while one that starts by writing waits out
+        // busy_timeout. A duplicate rolls the upsert back.
         let conversation_id: i64 = sqlx::query(
             "INSERT INTO conversations
                  (channel, external_id, buyer_id, buyer_name, buyer_locale, buyer_country, created_at, updated_at)
@@ -176,7 +172,8 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
-            // Lost a race with the same message arriving twice at once.
+            // Seen before: dropping `tx` rolls the conversation upsert back,
+            // so a repeat changes nothing.
             return Ok(Accepted::Duplicate);
         };
         let message_id: i64 = row.try_get(0)?;
@@ -336,7 +333,7 @@ impl Store {
              WHERE o.state = 'pending' AND o.next_attempt_at <= $1
                AND o.id = (SELECT MIN(o2.id) FROM outbox o2
                            WHERE o2.conversation_id = o.conversation_id AND o2.state = 'pending')
-             ORDER BY o.id LIMIT $2",
+             ORDER BY o.next_attempt_at, o.id LIMIT $2",
         )
         .bind(now)
         .bind(limit)
