@@ -95,8 +95,11 @@ pub const NEVER_CORRECT: &[&str] = &[
 
 #[derive(Debug, Default)]
 pub struct FuzzyIndex {
-    /// Deletion variant (or the word itself) → vocabulary word ids.
-    variants: HashMap<Box<str>, Vec<u32>>,
+    /// (hash of a deletion variant or of the word itself, vocabulary word
+    /// id), sorted by hash once built. Hashes instead of strings keep the
+    /// index small; a collision only adds a candidate that the edit-distance
+    /// check then rejects.
+    variants: Vec<(u64, u32)>,
     /// Vocabulary words and a bit per language using them.
     words: Vec<(Box<str>, u8)>,
     ids: HashMap<Box<str>, u32>,
@@ -142,23 +145,23 @@ impl FuzzyIndex {
         let id = self.words.len() as u32;
         self.words.push((word.into(), lang_bit(lang)));
         self.ids.insert(word.into(), id);
-        let mut push = |variant: String| {
-            let list = self.variants.entry(variant.into_boxed_str()).or_default();
-            if !list.contains(&id) {
-                list.push(id);
-            }
-        };
-        push(word.to_string());
+        self.variants.push((hash(word), id));
         for skip in 0..chars.len() {
-            push(
-                chars
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, _)| i != skip)
-                    .map(|(_, c)| c)
-                    .collect(),
-            );
+            let variant: String = chars
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != skip)
+                .map(|(_, c)| c)
+                .collect();
+            self.variants.push((hash(&variant), id));
         }
+    }
+
+    /// Sorts the index for lookups; call once after the last insert.
+    pub fn finish(&mut self) {
+        self.variants.sort_unstable();
+        self.variants.dedup();
+        self.variants.shrink_to_fit();
     }
 
     /// Marks a correctly spelled word that must never be read as a typo.
@@ -182,10 +185,13 @@ impl FuzzyIndex {
         let mut found: Option<u32> = None;
         let mut ambiguous = false;
         let mut consider = |key: &str| {
-            let Some(ids) = self.variants.get(key) else {
-                return;
-            };
-            for &id in ids {
+            let h = hash(key);
+            let start = self.variants.partition_point(|&(v, _)| v < h);
+            let ids = self.variants[start..]
+                .iter()
+                .take_while(|&&(v, _)| v == h)
+                .map(|&(_, id)| id);
+            for id in ids {
                 let (candidate, mask) = &self.words[id as usize];
                 if mask & allowed == 0
                     || found == Some(id)
@@ -213,6 +219,13 @@ impl FuzzyIndex {
             _ => None,
         }
     }
+}
+
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// People rarely get the first letter of a word wrong, and a different last
@@ -293,6 +306,7 @@ mod tests {
         index.insert_phrase("danada", Lang::Es, false, false);
         index.insert_phrase("refund*", Lang::De, false, true);
         index.protect("refunded");
+        index.finish();
         index
     }
 

@@ -275,6 +275,7 @@ impl Matcher {
         for word in NEVER_CORRECT {
             fuzzy.protect(word);
         }
+        fuzzy.finish();
 
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
