@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::engine::{Engine, Inbound};
-use crate::eval::{Evaluation, Example, Prediction};
+use crate::eval::{Evaluation, Example};
 use crate::intent::{FiredKind, Scratch};
 use crate::lang::Lang;
 use crate::packs::PackSource;
@@ -418,21 +418,7 @@ fn eval(engine: &Engine, files: &[PathBuf], top: usize) -> io::Result<ExitCode> 
                     continue;
                 }
             };
-            let outcome = engine.understand_with(
-                &mut scratch,
-                &Inbound {
-                    text: &example.text,
-                    ..Inbound::default()
-                },
-            );
-            evaluation.add(
-                &example,
-                &Prediction {
-                    intent: outcome.classification.best().map(|s| &*s.intent),
-                    answered: outcome.decision.is_answer(),
-                    lang: outcome.lang,
-                },
-            );
+            evaluation.run(engine, &mut scratch, &example);
         }
     }
     let mut out = io::stdout().lock();

@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Engine, Inbound};
+use crate::intent::Scratch;
 use crate::lang::Lang;
 
 /// One labelled line of a corpus file.
@@ -149,6 +151,26 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Runs one example through the engine, without a language hint (the
+    /// corpus checks detection too), and counts the result.
+    pub fn run(&mut self, engine: &Engine, scratch: &mut Scratch, example: &Example) {
+        let outcome = engine.understand_with(
+            scratch,
+            &Inbound {
+                text: &example.text,
+                ..Inbound::default()
+            },
+        );
+        self.add(
+            example,
+            &Prediction {
+                intent: outcome.classification.best().map(|s| &*s.intent),
+                answered: outcome.decision.is_answer(),
+                lang: outcome.lang,
+            },
+        );
+    }
+
     pub fn add(&mut self, example: &Example, predicted: &Prediction<'_>) {
         let ok = if example.is_off_topic() {
             !predicted.answered

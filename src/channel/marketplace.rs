@@ -30,6 +30,7 @@
 //! with the platform's `Retry-After` when it gives one; any other 4xx is
 //! permanent; network errors are transient.
 
+use crate::channel::send_reply;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -67,17 +68,7 @@ pub async fn deliver(
         .post(messages_url(&channel.base_url))
         .header("idempotency-key", &delivery.idempotency_key)
         .json(&reply);
-    let response = authorized(request, channel)
-        .send()
-        .await
-        .map_err(DeliveryError::from_reqwest)?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let after = retry_after(response.headers());
-    let text = response.text().await.unwrap_or_default();
-    Err(DeliveryError::from_status(status, after, &text))
+    send_reply(authorized(request, channel), DeliveryError::from_status).await
 }
 
 /// Polls the channel until `stopping` turns true (or its sender is gone).

@@ -74,6 +74,22 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Sends a delivery request; a non-2xx answer becomes a [`DeliveryError`]
+/// through `classify` (usually [`DeliveryError::from_status`]).
+pub async fn send_reply(
+    request: reqwest::RequestBuilder,
+    classify: fn(reqwest::StatusCode, Option<Duration>, &str) -> DeliveryError,
+) -> Result<(), DeliveryError> {
+    let response = request.send().await.map_err(DeliveryError::from_reqwest)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    Err(classify(status, after, &body))
+}
+
 /// The configured channels and one HTTP client for all deliveries.
 pub struct Channels {
     http: reqwest::Client,

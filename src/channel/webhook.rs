@@ -7,10 +7,11 @@
 //! `callback_url`, signed like inbound requests, with an `Idempotency-Key`
 //! header so the receiver can drop repeats.
 
+use crate::channel::send_reply;
 use serde::{Deserialize, Serialize};
 
+use super::DeliveryError;
 use super::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
-use super::{DeliveryError, retry_after};
 use crate::config::ChannelConfig;
 use crate::model::{Buyer, Delivery, InboundMessage};
 
@@ -142,18 +143,7 @@ pub async fn deliver(
             sign(channel.secret.as_bytes(), now, &body),
         );
     }
-    let response = request
-        .body(body)
-        .send()
-        .await
-        .map_err(DeliveryError::from_reqwest)?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let after = retry_after(response.headers());
-    let text = response.text().await.unwrap_or_default();
-    Err(DeliveryError::from_status(status, after, &text))
+    send_reply(request.body(body), DeliveryError::from_status).await
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! and a `text` message. Throttling answers are retried, other rejections
 //! are permanent.
 
+use crate::channel::send_reply;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use super::DeliveryError;
 use super::signature::{SignatureError, verify_hub};
-use super::{DeliveryError, retry_after};
 use crate::config::{ChannelConfig, ChannelKind};
 use crate::http::{ApiError, AppState};
 use crate::model::{Buyer, Delivery, InboundMessage};
@@ -546,20 +547,11 @@ pub async fn deliver(
 ) -> Result<(), DeliveryError> {
     // The token goes only into the header (reqwest marks bearer headers
     // sensitive); errors and logs carry the URL and Meta's answer, never it.
-    let response = http
+    let request = http
         .post(messages_url(channel))
         .bearer_auth(&channel.token)
-        .json(&OutgoingText::new(recipient(delivery), &delivery.text))
-        .send()
-        .await
-        .map_err(DeliveryError::from_reqwest)?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let after = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
-    Err(classify_failure(status, after, &body))
+        .json(&OutgoingText::new(recipient(delivery), &delivery.text));
+    send_reply(request, classify_failure).await
 }
 
 /// Graph error codes for throttling. Meta answers them with HTTP 400, yet

@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use kefu::config::Config;
-use kefu::eval::{Evaluation, Example, Prediction};
+use kefu::eval::{Evaluation, Example};
 use kefu::intent::Scratch;
 use kefu::packs::PackSource;
-use kefu::{Engine, Inbound, Lang};
+use kefu::{Engine, Lang};
 
 fn engine() -> Engine {
     let config = Config::load(None).expect("built-in config");
@@ -34,21 +34,7 @@ fn evaluate(engine: &Engine, part: &str) -> Evaluation {
         for (i, line) in text.lines().enumerate() {
             let example = Example::parse(line)
                 .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1));
-            let outcome = engine.understand_with(
-                &mut scratch,
-                &Inbound {
-                    text: &example.text,
-                    ..Inbound::default()
-                },
-            );
-            evaluation.add(
-                &example,
-                &Prediction {
-                    intent: outcome.classification.best().map(|s| &*s.intent),
-                    answered: outcome.decision.is_answer(),
-                    lang: outcome.lang,
-                },
-            );
+            evaluation.run(engine, &mut scratch, &example);
         }
     }
     evaluation
