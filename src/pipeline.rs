@@ -354,7 +354,16 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
         }))
         .unwrap_or_default(),
     };
-    let reason = result.decision.reason().map(|r| r.to_string());
+    // Attachments without words (a photo of a broken item) are something
+    // only a person can look at; say so in the agent's reason.
+    let attachments: usize = pending.iter().map(|m| m.attachments).sum();
+    let reason = result.decision.reason().map(|r| {
+        if text.is_empty() && attachments > 0 {
+            format!("the buyer sent {attachments} attachment(s) and no text")
+        } else {
+            r.to_string()
+        }
+    });
     let escalation = match &result.decision {
         Decision::Escalate { .. } => Some(("bot_escalated", reason.as_deref())),
         Decision::Answer { .. } => None,

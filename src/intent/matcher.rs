@@ -144,6 +144,8 @@ pub struct Scratch {
     /// The message with typos corrected, when there were any.
     corrected: String,
     hits: Vec<Hit>,
+    /// A copy of `hits` to compare against while pruning them.
+    all_hits: Vec<Hit>,
     token: String,
     /// (start, end) in `corrected` of each corrected word, and the word the
     /// buyer wrote.
@@ -366,7 +368,9 @@ impl Matcher {
         // matched around them.
         // A hint never hides a keyword: the weaker reading does not win.
         let kind = |h: &Hit| self.phrases[h.phrase as usize].kind;
-        let all = hits.clone();
+        let all = &mut scratch.all_hits;
+        all.clear();
+        all.extend_from_slice(hits);
         hits.retain(|h| {
             kind(h) == PhraseKind::Exclude
                 || !all.iter().any(|g| {

@@ -471,3 +471,44 @@ async fn the_openapi_description_documents_the_webhook() {
     }
     kefu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_without_text_goes_to_a_person_with_the_reason() {
+    let dir = temp_dir();
+    let sink = Fake::start().await;
+    let kefu = Kefu::start(config(dir.path(), &shop(&sink, ""))).await;
+    let body = serde_json::json!({
+        "message_id": "ph1", "conversation_id": "photo", "text": "",
+        "attachments": [{"type": "image", "url": "https://example.invalid/broken.jpg"}],
+    })
+    .to_string();
+    assert_eq!(
+        kefu.post("/v1/channels/shop/messages", &body)
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    sink.wait_for("/replies", 1).await;
+    kefu.stop().await;
+    let store = kefu::store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("kefu.db").display()
+    ))
+    .await
+    .unwrap();
+    let conversation = store
+        .find_conversation("shop", "photo")
+        .await
+        .unwrap()
+        .unwrap();
+    let escalations = store.escalations(conversation).await.unwrap();
+    assert_eq!(escalations[0].0, "bot_escalated");
+    assert!(
+        escalations[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("1 attachment(s) and no text"),
+        "{escalations:?}"
+    );
+}
