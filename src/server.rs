@@ -40,6 +40,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let channels = Arc::new(Channels::new(&config));
     let outbox_wake = Arc::new(Notify::new());
+    let tickets_wake = Arc::new(Notify::new());
     // Turns true once intake has stopped: workers answer without waiting
     // out the coalescing window, pollers stop.
     let (stopping_tx, stopping) = watch::channel(false);
@@ -50,7 +51,9 @@ pub async fn run(
         channels: channels.clone(),
         metrics: metrics.clone(),
         config: config.pipeline.clone(),
+        handover: config.handover.clone(),
         outbox_wake: outbox_wake.clone(),
+        tickets_wake: tickets_wake.clone(),
     });
     let (intake, dispatcher) = pipeline::start(ctx, stopping.clone());
     let requeued = pipeline::requeue_unprocessed(&intake, &store)
@@ -70,6 +73,7 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.outbox.clone(),
         wake: outbox_wake.clone(),
+        reply_deadline: config.handover.reply_deadline(),
     });
     let outbox_task = tokio::spawn(outbox.run(outbox_stop));
 
