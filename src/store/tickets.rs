@@ -138,7 +138,7 @@ pub enum TicketFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Now yours (or already was).
-    Claimed(Ticket),
+    Claimed(Box<Ticket>),
     /// Another agent holds it.
     HeldBy(String),
     Resolved,
@@ -530,10 +530,10 @@ impl Store {
             return Ok(Claim::NotFound);
         };
         if done.rows_affected() == 1 {
-            return Ok(Claim::Claimed(ticket));
+            return Ok(Claim::Claimed(Box::new(ticket)));
         }
         Ok(match (ticket.state.as_str(), &ticket.agent_id) {
-            ("claimed", Some(holder)) if holder == agent => Claim::Claimed(ticket),
+            ("claimed", Some(holder)) if holder == agent => Claim::Claimed(Box::new(ticket)),
             ("claimed", Some(holder)) => Claim::HeldBy(holder.clone()),
             _ => Claim::Resolved,
         })
