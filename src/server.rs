@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::agents::Agents;
 use crate::channel::{Channels, marketplace, telegram};
 use crate::config::{ChannelKind, Config};
 use crate::engine::Engine;
@@ -28,6 +29,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("agents: {0}")]
+    Agents(String),
 }
 
 pub async fn run(
@@ -45,6 +48,12 @@ pub async fn run(
     // out the coalescing window, pollers stop.
     let (stopping_tx, stopping) = watch::channel(false);
 
+    let agents = Arc::new(
+        Agents::load(&config, store.clone())
+            .await
+            .map_err(|e| ServeError::Agents(e.to_string()))?,
+    );
+    let engine_for_http = engine.clone();
     let ctx = Arc::new(Context {
         engine,
         store: store.clone(),
@@ -107,6 +116,9 @@ pub async fn run(
             store: store.clone(),
             channels: channels.clone(),
             metrics,
+            engine: engine_for_http,
+            agents,
+            outbox_wake: outbox_wake.clone(),
         },
         config.server.body_limit_bytes,
     );

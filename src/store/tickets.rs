@@ -684,6 +684,22 @@ impl Store {
         }
     }
 
+    /// Every time the conversation went to people: (reason, detail, when).
+    pub async fn escalation_log(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Vec<(String, Option<String>, i64)>> {
+        let rows = sqlx::query(
+            "SELECT reason, detail, created_at FROM escalations WHERE conversation_id = $1 ORDER BY id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
     pub async fn add_note(&self, ticket_id: i64, agent: &str, text: &str) -> Result<Option<Note>> {
         let now = now_ms();
         let row = sqlx::query(

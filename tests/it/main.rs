@@ -8,6 +8,7 @@
 
 mod cli;
 mod corpus;
+mod handover;
 mod marketplace;
 mod service;
 mod store;
