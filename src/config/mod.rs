@@ -33,6 +33,23 @@ pub struct Config {
     /// Where messages come from and replies go, by name (the `{channel}`
     /// of `/v1/channels/{channel}/messages`).
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// People who answer escalated conversations, by id, besides those
+    /// created with `kefu agent add` (kept in the database).
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// `[agents.<id>]`: an agent defined in the settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The name shown to colleagues; empty: the id.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub role: crate::agents::Role,
+    /// argon2id PHC string of the agent's token (`kefu agent hash`).
+    pub token_hash: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +291,7 @@ impl Config {
         for (name, channel) in &self.channels {
             channel.validate(name)?;
         }
+        crate::agents::check_config(&self.agents).map_err(ConfigError)?;
         for (name, value) in &self.facts {
             if !name
                 .chars()

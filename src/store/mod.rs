@@ -12,6 +12,10 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
+mod agents;
+
+pub use agents::AgentRow;
+
 use crate::model::{
     Accepted, BotReply, Conversation, Delivery, InboundMessage, PendingMessage, now_ms,
 };

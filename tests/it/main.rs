@@ -5,7 +5,9 @@
 //! - `cli`: the `kefu` binary as a user runs it.
 //! - `service`: `kefu serve` over HTTP with a real SQLite file and fake
 //!   receivers; `support` holds the harness.
+//! - `agents`: `kefu agent …` with the real binary, tokens, the agents table.
 
+mod agents;
 mod cli;
 mod corpus;
 mod handover;
