@@ -16,6 +16,9 @@ use crate::model::{
     Accepted, BotReply, Conversation, Delivery, InboundMessage, PendingMessage, now_ms,
 };
 
+mod notify;
+pub use notify::{NewNotification, NotificationRow, PendingNotification, SlaTicket};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
