@@ -3,8 +3,10 @@
 //!
 //! - [`format`]: what a notice says and each chat tool's body (pure).
 //! - [`sla`]: which notice a ticket's timers call for, and when (pure).
+//! - [`send`]: one POST with the target's signing; reading the answer.
 
 pub mod format;
+pub mod send;
 pub mod sla;
 
 pub use format::Event;
