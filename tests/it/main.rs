@@ -5,10 +5,13 @@
 //! - `cli`: the `kefu` binary as a user runs it.
 //! - `service`: `kefu serve` over HTTP with a real SQLite file and fake
 //!   receivers; `support` holds the harness.
+//! - `notify`: ticket notices: SLA timers under paused time, delivery to
+//!   fake chat webhooks.
 
 mod cli;
 mod corpus;
 mod marketplace;
+mod notify;
 mod service;
 mod store;
 mod support;
