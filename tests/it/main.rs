@@ -6,12 +6,15 @@
 //! - `service`: `kefu serve` over HTTP with a real SQLite file and fake
 //!   receivers; `support` holds the harness.
 //! - `agents`: `kefu agent …` with the real binary, tokens, the agents table.
+//! - `notify`: ticket notices: SLA timers under paused time, delivery to
+//!   fake chat webhooks.
 
 mod agents;
 mod cli;
 mod corpus;
 mod handover;
 mod marketplace;
+mod notify;
 mod service;
 mod store;
 mod support;
