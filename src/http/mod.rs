@@ -1,4 +1,5 @@
-//! kefu's HTTP edge: inbound webhooks, health, readiness and metrics.
+//! kefu's HTTP edge: inbound webhooks, health, readiness and metrics; the
+//! agent console's page is in [`console`].
 //!
 //! Errors become HTTP here and nowhere else: 4xx bodies say what is wrong
 //! and what to do; 5xx bodies say nothing internal (the log has the cause).
@@ -22,6 +23,8 @@ use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::pipeline::{Intake, IntakeError, Intook, WhenFull};
 use crate::store::Store;
+
+pub mod console;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -97,6 +100,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/channels/{channel}/messages", post(post_message))
         .merge(crate::channel::whatsapp::routes())
+        .merge(console::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -5,8 +5,10 @@
 //! - `cli`: the `kefu` binary as a user runs it.
 //! - `service`: `kefu serve` over HTTP with a real SQLite file and fake
 //!   receivers; `support` holds the harness.
+//! - `console`: the agent console in headless Chromium against a real kefu.
 
 mod cli;
+mod console;
 mod corpus;
 mod marketplace;
 mod service;
