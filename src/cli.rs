@@ -1,4 +1,5 @@
-//! The `kefu` command line: `reply`, `classify`, `eval`, `check`.
+//! The `kefu` command line: `serve`, `reply`, `classify`, `eval`, `check`,
+//! and `agent …` (in [`agent`]).
 //!
 //! Exit codes: 0 success, 1 a check or evaluation found problems, 2 kefu
 //! could not start (bad configuration or packs, unreadable input file).
@@ -19,6 +20,10 @@ use crate::lang::Lang;
 use crate::packs::PackSource;
 use crate::policy::Decision;
 use crate::reply::Style;
+
+mod agent;
+
+pub use agent::AgentCommand;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,11 +81,19 @@ pub enum Command {
         #[arg(long)]
         all_overlaps: bool,
     },
+    /// Manage the people who answer escalated conversations and their tokens.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     if let Command::Serve { listen } = &cli.command {
         return serve(&cli, listen.clone());
+    }
+    if let Command::Agent { command } = cli.command {
+        return agent::run(cli.config.as_deref(), command);
     }
     let engine = match load_engine(&cli) {
         Ok(engine) => engine,
@@ -96,7 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::Agent { .. } => unreachable!("handled above"),
         Command::Reply {
             text,
             lang,

@@ -171,6 +171,30 @@ impl Engine {
         overlap::find_overlaps(&self.catalog)
     }
 
+    /// Quick phrases for agents: each intent's reply in `lang`, filled with
+    /// the store's facts (and the buyer's name where a variant uses it).
+    pub fn phrases(&self, lang: Lang, style: Style, buyer_name: Option<&str>) -> Vec<(String, String)> {
+        let mut values: HashMap<&str, &str> = HashMap::new();
+        if let Some(name) = buyer_name.filter(|n| !n.trim().is_empty()) {
+            values.insert("buyer_name", name);
+        }
+        let ctx = RenderContext {
+            lang,
+            style,
+            facts: &self.facts,
+            values,
+        };
+        self.catalog
+            .intents
+            .iter()
+            .map(|intent| {
+                let text = self.replies.render(&[Topic::Intent(&intent.id)], &ctx);
+                (intent.id.clone(), text)
+            })
+            .filter(|(_, text)| !text.trim().is_empty())
+            .collect()
+    }
+
     pub fn respond(&self, msg: &Inbound<'_>) -> Outcome {
         self.respond_with(&mut Scratch::default(), msg)
     }

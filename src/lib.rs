@@ -16,8 +16,11 @@
 //! - [`eval`]: scoring the packs against a labelled corpus.
 //! - [`packs`]: where pack files come from; `file:line` errors.
 //! - [`config`]: layered settings (built-in defaults, `kefu.toml`, `KEFU_…`).
+//! - [`agents`]: the people who answer escalated conversations, their
+//!   tokens, and the `CurrentAgent` extractor that authenticates them.
 //! - [`cli`]: the `kefu` command line.
 
+pub mod agents;
 pub mod backoff;
 pub mod channel;
 pub mod cli;

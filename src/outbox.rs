@@ -29,6 +29,9 @@ pub struct Outbox {
     pub metrics: Arc<Metrics>,
     pub config: OutboxConfig,
     pub wake: Arc<Notify>,
+    /// A dead-lettered reply hands the conversation to people, who owe the
+    /// buyer an answer within this time.
+    pub reply_deadline: Duration,
 }
 
 impl Outbox {
@@ -133,7 +136,12 @@ impl Outbox {
                 );
                 self.metrics.escalation("delivery_failed");
                 self.store
-                    .dead_letter(&delivery, attempts, &err.message)
+                    .dead_letter(
+                        &delivery,
+                        attempts,
+                        &err.message,
+                        self.reply_deadline.as_millis() as i64,
+                    )
                     .await
                     .map(|_| "dead")
             }

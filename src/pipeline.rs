@@ -20,13 +20,13 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::channel::Channels;
-use crate::config::PipelineConfig;
+use crate::config::{HandoverConfig, PipelineConfig};
 use crate::engine::{Engine, Inbound};
 use crate::lang::Lang;
 use crate::metrics::{IntentLabel, Metrics};
 use crate::model::{Accepted, BotReply, InboundMessage, now_ms};
 use crate::policy::Decision;
-use crate::store::{Outcome, Store, StoreError};
+use crate::store::{Escalation, Outcome, Store, StoreError, TicketChange};
 
 /// A stored buyer message to handle.
 #[derive(Debug, Clone, Copy)]
@@ -144,8 +144,18 @@ pub struct Context {
     pub channels: Arc<Channels>,
     pub metrics: Arc<Metrics>,
     pub config: PipelineConfig,
+    pub handover: HandoverConfig,
     /// Wakes the outbox when a reply is stored.
     pub outbox_wake: Arc<Notify>,
+    /// Wakes whoever watches the queue (SLA notices) when a ticket opens.
+    pub tickets_wake: Arc<Notify>,
+}
+
+impl Context {
+    /// How long people have to answer a buyer on this channel.
+    fn reply_deadline_ms(&self, _channel: &str) -> i64 {
+        self.handover.reply_deadline().as_millis() as i64
+    }
 }
 
 /// Starts the dispatcher. Returns the intake and the dispatcher's task; the
@@ -293,22 +303,52 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
     }
     let ids: Vec<i64> = pending.iter().map(|m| m.id).collect();
     let channel = conversation.channel.as_str();
-    let outcome = |reply, lang, escalation| Outcome {
+    let reply_deadline_ms = ctx.reply_deadline_ms(channel);
+    let outcome = |reply, lang, ticket| Outcome {
         conversation_id,
         channel,
         answered: &ids,
         reply,
         lang,
-        escalation,
+        ticket,
     };
 
     if conversation.state == "human" {
-        // A person holds the conversation: record, stay silent.
-        ctx.store.record_outcome(outcome(None, None, None)).await?;
+        // People hold the conversation: record, stay silent; the ticket
+        // notes that the buyer is waiting for a person's answer.
+        ctx.store
+            .record_outcome(outcome(
+                None,
+                None,
+                TicketChange::BuyerWrote { reply_deadline_ms },
+            ))
+            .await?;
         tracing::info!(
             messages = ids.len(),
-            "recorded for the agent holding this conversation"
+            "recorded for the people holding this conversation"
         );
+        return Ok(());
+    }
+    let reopen_since = now_ms() - ctx.handover.reopen_within().as_millis() as i64;
+    if let Some(ticket_id) = ctx
+        .store
+        .reopenable_ticket(conversation_id, reopen_since)
+        .await?
+    {
+        // Written soon after an agent settled it: the same people carry on.
+        ctx.store
+            .record_outcome(outcome(
+                None,
+                None,
+                TicketChange::Reopen {
+                    ticket_id,
+                    reply_deadline_ms,
+                },
+            ))
+            .await?;
+        ctx.metrics.escalation("reopened");
+        ctx.tickets_wake.notify_one();
+        tracing::info!(ticket = ticket_id, "the buyer wrote again: ticket reopened");
         return Ok(());
     }
     let since = now_ms() - 60_000;
@@ -316,9 +356,19 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
     if recent >= i64::from(ctx.config.max_bot_replies_per_minute) {
         let detail = format!("{recent} bot replies in the last minute: a loop with another bot?");
         ctx.store
-            .record_outcome(outcome(None, None, Some(("bot_reply_cap", Some(&detail)))))
+            .record_outcome(outcome(
+                None,
+                None,
+                TicketChange::Escalate(Escalation {
+                    kind: "bot_reply_cap",
+                    detail: Some(&detail),
+                    priority: 2,
+                    reply_deadline_ms,
+                }),
+            ))
             .await?;
         ctx.metrics.escalation("bot_reply_cap");
+        ctx.tickets_wake.notify_one();
         tracing::warn!(%detail, "bot stays silent and hands over");
         return Ok(());
     }
@@ -365,7 +415,12 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
         }
     });
     let escalation = match &result.decision {
-        Decision::Escalate { .. } => Some(("bot_escalated", reason.as_deref())),
+        Decision::Escalate { reason: why, .. } => Some(Escalation {
+            kind: why.kind(),
+            detail: reason.as_deref(),
+            priority: why.priority(),
+            reply_deadline_ms,
+        }),
         Decision::Answer { .. } => None,
     };
     let outbox = ctx
@@ -373,7 +428,7 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
         .record_outcome(outcome(
             (!reply.text.trim().is_empty()).then_some(&reply),
             Some(result.lang.code()),
-            escalation,
+            escalation.map_or(TicketChange::None, TicketChange::Escalate),
         ))
         .await?;
     if let Some(best) = result.classification.best() {
@@ -384,8 +439,9 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
             })
             .inc();
     }
-    if escalation.is_some() {
-        ctx.metrics.escalation("bot_escalated");
+    if let Some(escalation) = &escalation {
+        ctx.metrics.escalation(escalation.kind);
+        ctx.tickets_wake.notify_one();
     }
     tracing::info!(
         messages = ids.len(),

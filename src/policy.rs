@@ -71,6 +71,28 @@ pub enum Reason {
     UnclearSmallTalk,
 }
 
+impl Reason {
+    /// Stable name for the tickets' reason column and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::NoMatch => "no_match",
+            Reason::WeakMatch { .. } => "weak_match",
+            Reason::Excluded { .. } => "excluded",
+            Reason::NeedsPerson { .. } => "needs_person",
+            Reason::TooManyTopics { .. } => "too_many_topics",
+            Reason::UnclearSmallTalk => "unclear_small_talk",
+        }
+    }
+
+    /// Queue priority: 0 urgent, 1 high, 2 normal.
+    pub fn priority(&self) -> i64 {
+        match self {
+            Reason::NeedsPerson { intent } if matches!(&**intent, "complaint" | "refund") => 1,
+            _ => 2,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::agents::Agents;
 use crate::channel::{Channels, marketplace, telegram};
 use crate::config::{ChannelKind, Config};
 use crate::engine::Engine;
@@ -28,6 +29,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("agents: {0}")]
+    Agents(String),
 }
 
 pub async fn run(
@@ -40,17 +43,26 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let channels = Arc::new(Channels::new(&config));
     let outbox_wake = Arc::new(Notify::new());
+    let tickets_wake = Arc::new(Notify::new());
     // Turns true once intake has stopped: workers answer without waiting
     // out the coalescing window, pollers stop.
     let (stopping_tx, stopping) = watch::channel(false);
 
+    let agents = Arc::new(
+        Agents::load(&config, store.clone())
+            .await
+            .map_err(|e| ServeError::Agents(e.to_string()))?,
+    );
+    let engine_for_http = engine.clone();
     let ctx = Arc::new(Context {
         engine,
         store: store.clone(),
         channels: channels.clone(),
         metrics: metrics.clone(),
         config: config.pipeline.clone(),
+        handover: config.handover.clone(),
         outbox_wake: outbox_wake.clone(),
+        tickets_wake: tickets_wake.clone(),
     });
     let (intake, dispatcher) = pipeline::start(ctx, stopping.clone());
     let requeued = pipeline::requeue_unprocessed(&intake, &store)
@@ -70,6 +82,7 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.outbox.clone(),
         wake: outbox_wake.clone(),
+        reply_deadline: config.handover.reply_deadline(),
     });
     let outbox_task = tokio::spawn(outbox.run(outbox_stop));
 
@@ -103,6 +116,9 @@ pub async fn run(
             store: store.clone(),
             channels: channels.clone(),
             metrics,
+            engine: engine_for_http,
+            agents,
+            outbox_wake: outbox_wake.clone(),
         },
         config.server.body_limit_bytes,
     );

@@ -28,9 +28,28 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub pipeline: PipelineConfig,
     pub outbox: OutboxConfig,
+    /// Conversations with people: reopening and reply deadlines.
+    pub handover: HandoverConfig,
     /// Where messages come from and replies go, by name (the `{channel}`
     /// of `/v1/channels/{channel}/messages`).
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// People who answer escalated conversations, by id, besides those
+    /// created with `kefu agent add` (kept in the database).
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// `[agents.<id>]`: an agent defined in the settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The name shown to colleagues; empty: the id.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub role: crate::agents::Role,
+    /// argon2id PHC string of the agent's token (`kefu agent hash`).
+    pub token_hash: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +101,34 @@ pub struct OutboxConfig {
     /// How often the outbox is checked when nothing wakes it.
     pub poll_ms: u64,
     pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverConfig {
+    /// A buyer writing again this soon after a ticket was resolved reopens it.
+    pub reopen_within: String,
+    /// How long people have to answer a buyer (unless the channel says).
+    pub reply_deadline: String,
+}
+
+impl HandoverConfig {
+    pub fn reopen_within(&self) -> Duration {
+        parse_duration("handover.reopen_within", &self.reopen_within).unwrap_or_default()
+    }
+
+    pub fn reply_deadline(&self) -> Duration {
+        parse_duration("handover.reply_deadline", &self.reply_deadline).unwrap_or_default()
+    }
+}
+
+/// A human-friendly duration setting ("30m", "24h", "2days").
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|e| {
+        ConfigError(format!(
+            "{key} = {value:?}: {e}; write a duration like \"30m\", \"24h\" or \"2days\""
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -239,9 +286,12 @@ impl Config {
                 "outbox.retry_base_ms is larger than outbox.retry_max_ms; the first retry cannot wait longer than the longest".into(),
             ));
         }
+        parse_duration("handover.reopen_within", &self.handover.reopen_within)?;
+        parse_duration("handover.reply_deadline", &self.handover.reply_deadline)?;
         for (name, channel) in &self.channels {
             channel.validate(name)?;
         }
+        crate::agents::check_config(&self.agents).map_err(ConfigError)?;
         for (name, value) in &self.facts {
             if !name
                 .chars()

@@ -1,24 +1,29 @@
-//! kefu's HTTP edge: inbound webhooks, health, readiness and metrics; the
-//! agent console's page is in [`console`].
+//! kefu's HTTP edge: inbound webhooks, the agent API ([`agent`]), the agent
+//! console's page ([`console`]), health, readiness, metrics and the OpenAPI
+//! description.
 //!
 //! Errors become HTTP here and nowhere else: 4xx bodies say what is wrong
 //! and what to do; 5xx bodies say nothing internal (the log has the cause).
+
+pub mod agent;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::agents::Agents;
 use crate::channel::Channels;
 use crate::channel::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::channel::webhook::WebhookMessage;
 use crate::config::ChannelKind;
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::pipeline::{Intake, IntakeError, Intook, WhenFull};
@@ -32,6 +37,16 @@ pub struct AppState {
     pub store: Store,
     pub channels: Arc<Channels>,
     pub metrics: Arc<Metrics>,
+    pub engine: Arc<Engine>,
+    pub agents: Arc<Agents>,
+    /// Wakes the outbox when an agent's reply is stored.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
+}
+
+impl FromRef<AppState> for Arc<Agents> {
+    fn from_ref(state: &AppState) -> Arc<Agents> {
+        state.agents.clone()
+    }
 }
 
 /// An error answer: status, a stable code and a message for the caller.
@@ -74,6 +89,12 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.status == StatusCode::UNAUTHORIZED && self.code == "unauthorized" {
+            // RFC 6750: a 401 for a missing or bad agent token names the scheme.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -100,6 +121,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/channels/{channel}/messages", post(post_message))
         .merge(crate::channel::whatsapp::routes())
+        .merge(agent::routes())
         .merge(console::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -126,7 +148,25 @@ async fn not_found() -> ApiError {
         title = "kefu",
         description = "Multilingual auto-responder for cross-border e-commerce customer service"
     ),
-    paths(post_message, healthz, readyz),
+    paths(
+        post_message,
+        healthz,
+        readyz,
+        agent::me,
+        agent::list_tickets,
+        agent::ticket_detail,
+        agent::claim,
+        agent::assign,
+        agent::reply,
+        agent::phrases,
+        agent::add_note,
+        agent::resolve,
+        agent::handback,
+        agent::search_conversations,
+        agent::conversation,
+        agent::export
+    ),
+    modifiers(&agent::BearerAuth),
     components(schemas(
         WebhookMessage,
         crate::model::Buyer,

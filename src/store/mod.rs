@@ -12,8 +12,18 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
+mod agents;
+
+pub use agents::AgentRow;
+
 use crate::model::{
     Accepted, BotReply, Conversation, Delivery, InboundMessage, PendingMessage, now_ms,
+};
+
+mod tickets;
+pub use tickets::{
+    Claim, ConversationSummary, Escalation, ExportRow, Note, Refusal, Search, Ticket, TicketChange,
+    TicketFilter, priority_label,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -260,7 +270,8 @@ impl Store {
 
     /// Records what kefu did with `answered` buyer messages, in one
     /// transaction: the reply (if any) with its outbox row, the messages
-    /// marked handled, the conversation's language, an escalation (if any).
+    /// marked handled, the conversation's language, and what happens to its
+    /// ticket (opened, reopened, told the buyer wrote).
     /// Returns the outbox id of the reply.
     pub async fn record_outcome(&self, outcome: Outcome<'_>) -> Result<Option<i64>> {
         let now = now_ms();
@@ -315,9 +326,7 @@ impl Store {
         .bind(outcome.conversation_id)
         .execute(&mut *tx)
         .await?;
-        if let Some((reason, detail)) = outcome.escalation {
-            insert_escalation(&mut tx, outcome.conversation_id, reason, detail, now).await?;
-        }
+        tickets::apply(&mut tx, outcome.conversation_id, outcome.ticket, now).await?;
         tx.commit().await?;
         Ok(outbox_id)
     }
@@ -400,7 +409,13 @@ impl Store {
 
     /// Gives up on a delivery and hands the conversation to a person, in
     /// one transaction: a reply is never silently dropped.
-    pub async fn dead_letter(&self, delivery: &Delivery, attempts: u32, error: &str) -> Result<()> {
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        attempts: u32,
+        error: &str,
+        reply_deadline_ms: i64,
+    ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -411,11 +426,16 @@ impl Store {
         .bind(delivery.outbox_id)
         .execute(&mut *tx)
         .await?;
-        insert_escalation(
+        let detail = format!("a reply could not be delivered: {error}");
+        tickets::escalate(
             &mut tx,
             delivery.conversation_id,
-            "delivery_failed",
-            Some(error),
+            Escalation {
+                kind: "delivery_failed",
+                detail: Some(&detail),
+                priority: 1,
+                reply_deadline_ms,
+            },
             now,
         )
         .await?;
@@ -455,7 +475,7 @@ impl Store {
     /// The transcript of a conversation: (author, text, lang, decision), oldest first.
     pub async fn transcript(&self, conversation_id: i64) -> Result<Vec<TranscriptLine>> {
         let rows = sqlx::query(
-            "SELECT id, author, text, lang, intents, decision, created_at FROM messages
+            "SELECT id, author, agent_id, text, attachments, lang, intents, decision, created_at FROM messages
              WHERE conversation_id = $1 ORDER BY id",
         )
         .bind(conversation_id)
@@ -466,17 +486,19 @@ impl Store {
                 Ok(TranscriptLine {
                     id: r.try_get(0)?,
                     author: r.try_get(1)?,
-                    text: r.try_get(2)?,
-                    lang: r.try_get(3)?,
-                    intents: r.try_get(4)?,
-                    decision: r.try_get(5)?,
-                    created_at: r.try_get(6)?,
+                    agent_id: r.try_get(2)?,
+                    text: r.try_get(3)?,
+                    attachments: r.try_get(4)?,
+                    lang: r.try_get(5)?,
+                    intents: r.try_get(6)?,
+                    decision: r.try_get(7)?,
+                    created_at: r.try_get(8)?,
                 })
             })
             .collect()
     }
 
-    /// Open escalations of a conversation: (reason, detail).
+    /// Every escalation of a conversation, oldest first: (reason, detail).
     pub async fn escalations(&self, conversation_id: i64) -> Result<Vec<(String, Option<String>)>> {
         let rows = sqlx::query(
             "SELECT reason, detail FROM escalations WHERE conversation_id = $1 ORDER BY id",
@@ -519,34 +541,22 @@ pub struct Outcome<'a> {
     pub answered: &'a [i64],
     pub reply: Option<&'a BotReply>,
     pub lang: Option<&'a str>,
-    /// (reason, detail) when the conversation goes to a person.
-    pub escalation: Option<(&'a str, Option<&'a str>)>,
+    /// What happens to the conversation's ticket.
+    pub ticket: TicketChange<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranscriptLine {
     pub id: i64,
+    /// buyer, bot or agent
     pub author: String,
+    /// The agent who wrote it (author = agent).
+    pub agent_id: Option<String>,
     pub text: String,
+    /// JSON array as the channel described them, if any.
+    pub attachments: Option<String>,
     pub lang: Option<String>,
     pub intents: Option<String>,
     pub decision: Option<String>,
     pub created_at: i64,
-}
-
-async fn insert_escalation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    conversation_id: i64,
-    reason: &str,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query("INSERT INTO escalations (conversation_id, reason, detail, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(conversation_id)
-        .bind(reason)
-        .bind(detail)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

@@ -5,11 +5,14 @@
 //! - `cli`: the `kefu` binary as a user runs it.
 //! - `service`: `kefu serve` over HTTP with a real SQLite file and fake
 //!   receivers; `support` holds the harness.
+//! - `agents`: `kefu agent …` with the real binary, tokens, the agents table.
 //! - `console`: the agent console in headless Chromium against a real kefu.
 
+mod agents;
 mod cli;
 mod console;
 mod corpus;
+mod handover;
 mod marketplace;
 mod service;
 mod store;

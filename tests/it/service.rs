@@ -502,7 +502,7 @@ async fn a_photo_without_text_goes_to_a_person_with_the_reason() {
         .unwrap()
         .unwrap();
     let escalations = store.escalations(conversation).await.unwrap();
-    assert_eq!(escalations[0].0, "bot_escalated");
+    assert_eq!(escalations[0].0, "no_match");
     assert!(
         escalations[0]
             .1

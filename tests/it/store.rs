@@ -4,7 +4,7 @@
 //! creates its own database and drops it afterwards.
 
 use kefu::model::{Accepted, BotReply, Buyer, InboundMessage};
-use kefu::store::{Outcome, Store};
+use kefu::store::{Claim, Escalation, Outcome, Refusal, Search, Store, TicketChange, TicketFilter};
 use sqlx::Connection;
 
 use crate::support::{Fake, Kefu, config, temp_dir};
@@ -117,7 +117,12 @@ async fn exercise(store: &Store) {
             answered: &ids,
             reply: Some(&reply),
             lang: Some("pt"),
-            escalation: Some(("bot_escalated", Some("why"))),
+            ticket: TicketChange::Escalate(Escalation {
+                kind: "no_match",
+                detail: Some("why"),
+                priority: 2,
+                reply_deadline_ms: 60_000,
+            }),
         })
         .await
         .unwrap()
@@ -182,8 +187,324 @@ async fn exercise(store: &Store) {
     );
     assert_eq!(
         store.escalations(conversation_id).await.unwrap()[0].0,
-        "bot_escalated"
+        "no_match"
     );
+}
+
+/// Answers a conversation's pending messages with `ticket` and no reply.
+async fn handle(store: &Store, conversation_id: i64, ticket: TicketChange<'_>) {
+    let ids: Vec<i64> = store
+        .pending_messages(conversation_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    store
+        .record_outcome(Outcome {
+            conversation_id,
+            channel: "shop",
+            answered: &ids,
+            reply: None,
+            lang: Some("en"),
+            ticket,
+        })
+        .await
+        .unwrap();
+}
+
+/// A ticket's whole life: opened by an escalation, a more urgent reason
+/// raising it, claimed by one of two racing agents, answered, resolved,
+/// reopened by the buyer, handed back; plus search and export.
+async fn exercise_tickets(store: &Store) {
+    let Accepted::New {
+        conversation_id, ..
+    } = store
+        .accept_inbound(&inbound("t1", "dispute-case"))
+        .await
+        .unwrap()
+    else {
+        panic!("new message")
+    };
+    let escalate = |kind, priority| {
+        TicketChange::Escalate(Escalation {
+            kind,
+            detail: Some("needs a person"),
+            priority,
+            reply_deadline_ms: 3_600_000,
+        })
+    };
+    handle(store, conversation_id, escalate("needs_person", 2)).await;
+    let queue = store.tickets(TicketFilter::Active, None, 50).await.unwrap();
+    let ticket = queue
+        .iter()
+        .find(|t| t.conversation_id == conversation_id)
+        .expect("a ticket is open")
+        .clone();
+    assert_eq!(ticket.state, "open");
+    assert_eq!(ticket.priority, 2);
+    assert_eq!(ticket.last_text.as_deref(), Some("message t1"));
+    assert!(ticket.reply_due_at.is_some());
+    let conversation = store.conversation(conversation_id).await.unwrap().unwrap();
+    assert_eq!(conversation.state, "human", "people hold it now");
+
+    // A second escalation while open raises the same ticket, not a new one.
+    store
+        .accept_inbound(&inbound("t2", "dispute-case"))
+        .await
+        .unwrap();
+    handle(store, conversation_id, escalate("dispute", 0)).await;
+    let tickets = store.conversation_tickets(conversation_id).await.unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(
+        (tickets[0].priority, tickets[0].reason.as_str()),
+        (0, "dispute")
+    );
+    assert_eq!(tickets[0].priority_label, "urgent");
+
+    // Two agents claim at once: exactly one wins.
+    let (a, b) = tokio::join!(
+        store.claim_ticket(ticket.id, "alice"),
+        store.claim_ticket(ticket.id, "bob")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (winner, loser) = match (&a, &b) {
+        (Claim::Claimed(_), Claim::HeldBy(holder)) => ("alice", holder.clone()),
+        (Claim::HeldBy(holder), Claim::Claimed(_)) => ("bob", holder.clone()),
+        other => panic!("one claim must win and one lose: {other:?}"),
+    };
+    assert_eq!(loser, winner, "the loser is told who holds it");
+    let other = if winner == "alice" { "bob" } else { "alice" };
+    assert!(matches!(
+        store.claim_ticket(ticket.id, winner).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert_eq!(
+        store.claim_ticket(999_999, winner).await.unwrap(),
+        Claim::NotFound
+    );
+
+    // Only the holder replies; the reply goes to the outbox.
+    assert_eq!(
+        store
+            .agent_reply(ticket.id, other, "hi")
+            .await
+            .unwrap()
+            .unwrap_err(),
+        Refusal::NotYours(Some(winner.to_string()))
+    );
+    let message = store
+        .agent_reply(ticket.id, winner, "Hello, I am looking into it.")
+        .await
+        .unwrap()
+        .unwrap();
+    let due = store
+        .due_deliveries(kefu::model::now_ms() + 1, 100)
+        .await
+        .unwrap();
+    assert!(
+        due.iter()
+            .any(|d| d.text == "Hello, I am looking into it."
+                && d.conversation_id == conversation_id),
+        "{due:?}"
+    );
+    let transcript = store.transcript(conversation_id).await.unwrap();
+    let line = transcript.iter().find(|l| l.id == message).unwrap();
+    assert_eq!(
+        (line.author.as_str(), line.agent_id.as_deref()),
+        ("agent", Some(winner))
+    );
+    assert_eq!(
+        store.ticket(ticket.id).await.unwrap().unwrap().reply_due_at,
+        None,
+        "answered: no reply owed"
+    );
+
+    // The buyer writes while people hold it: a reply is owed again.
+    store
+        .accept_inbound(&inbound("t3", "dispute-case"))
+        .await
+        .unwrap();
+    handle(
+        store,
+        conversation_id,
+        TicketChange::BuyerWrote {
+            reply_deadline_ms: 3_600_000,
+        },
+    )
+    .await;
+    assert!(
+        store
+            .ticket(ticket.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .reply_due_at
+            .is_some()
+    );
+
+    let note = store
+        .add_note(ticket.id, winner, "asked for photos")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.notes(ticket.id).await.unwrap(), vec![note]);
+    assert_eq!(store.add_note(999_999, winner, "x").await.unwrap(), None);
+
+    // Settling: not by another agent; by the holder.
+    assert!(
+        store
+            .settle_ticket(ticket.id, other, false, "resolved")
+            .await
+            .unwrap()
+            .is_err()
+    );
+    let resolved = store
+        .settle_ticket(ticket.id, winner, false, "resolved")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resolved.state, "resolved");
+    assert_eq!(
+        store
+            .conversation(conversation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "bot"
+    );
+    assert_eq!(
+        store
+            .settle_ticket(ticket.id, winner, false, "resolved")
+            .await
+            .unwrap()
+            .unwrap_err(),
+        Refusal::Resolved
+    );
+
+    // Written again soon after: the same ticket reopens, unclaimed.
+    let since = kefu::model::now_ms() - 60_000;
+    assert_eq!(
+        store
+            .reopenable_ticket(conversation_id, since)
+            .await
+            .unwrap(),
+        Some(ticket.id)
+    );
+    assert_eq!(
+        store
+            .reopenable_ticket(conversation_id, kefu::model::now_ms() + 60_000)
+            .await
+            .unwrap(),
+        None,
+        "too long ago"
+    );
+    store
+        .accept_inbound(&inbound("t4", "dispute-case"))
+        .await
+        .unwrap();
+    handle(
+        store,
+        conversation_id,
+        TicketChange::Reopen {
+            ticket_id: ticket.id,
+            reply_deadline_ms: 3_600_000,
+        },
+    )
+    .await;
+    let reopened = store.ticket(ticket.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            reopened.state.as_str(),
+            reopened.reopened,
+            reopened.agent_id
+        ),
+        ("open", 1, None)
+    );
+
+    // A supervisor assigns it; the assignee hands it back to the bot, which
+    // is not reopened by the next message.
+    let assigned = store
+        .assign_ticket(ticket.id, other)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (assigned.state.as_str(), assigned.agent_id.as_deref()),
+        ("claimed", Some(other))
+    );
+    let back = store
+        .settle_ticket(ticket.id, other, false, "handed_back")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.resolution.as_deref(), Some("handed_back"));
+    assert_eq!(
+        store
+            .reopenable_ticket(conversation_id, since)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Search and export find the conversation by text, buyer and date.
+    let found = |search: Search| async move {
+        store
+            .search_conversations(&search, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.id == conversation_id)
+    };
+    assert!(
+        found(Search {
+            text: Some("MESSAGE t3".into()),
+            ..Search::default()
+        })
+        .await
+    );
+    assert!(
+        found(Search {
+            buyer: Some("b1".into()),
+            ..Search::default()
+        })
+        .await
+    );
+    assert!(
+        found(Search {
+            buyer: Some("dispute-case".into()),
+            ..Search::default()
+        })
+        .await
+    );
+    assert!(
+        !found(Search {
+            text: Some("100%".into()),
+            ..Search::default()
+        })
+        .await
+    );
+    assert!(
+        !found(Search {
+            from: Some(kefu::model::now_ms() + 60_000),
+            ..Search::default()
+        })
+        .await
+    );
+    let rows = store
+        .export(
+            &Search {
+                conversation: Some(conversation_id),
+                ..Search::default()
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), transcript.len() + 2, "t3 and t4 came after");
+    assert!(rows.iter().all(|r| r.conversation.id == conversation_id));
+    assert!(rows.iter().any(|r| r.line.author == "agent"));
 }
 
 #[tokio::test]
@@ -196,6 +517,7 @@ async fn store_on_sqlite() {
     .await
     .unwrap();
     exercise(&store).await;
+    exercise_tickets(&store).await;
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let store = Store::open(&format!(
@@ -217,6 +539,7 @@ async fn store_on_postgres() {
     };
     let store = Store::open(&db.url).await.unwrap();
     exercise(&store).await;
+    exercise_tickets(&store).await;
     store.close().await;
     db.drop_db().await;
 }
