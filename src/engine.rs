@@ -173,7 +173,12 @@ impl Engine {
 
     /// Quick phrases for agents: each intent's reply in `lang`, filled with
     /// the store's facts (and the buyer's name where a variant uses it).
-    pub fn phrases(&self, lang: Lang, style: Style, buyer_name: Option<&str>) -> Vec<(String, String)> {
+    pub fn phrases(
+        &self,
+        lang: Lang,
+        style: Style,
+        buyer_name: Option<&str>,
+    ) -> Vec<(String, String)> {
         let mut values: HashMap<&str, &str> = HashMap::new();
         if let Some(name) = buyer_name.filter(|n| !n.trim().is_empty()) {
             values.insert("buyer_name", name);

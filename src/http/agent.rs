@@ -80,13 +80,8 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T,
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            e.body_text(),
-        )
-    })
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
 
 fn refused(id: i64, refusal: Refusal, action: &str) -> ApiError {
@@ -100,7 +95,9 @@ fn refused(id: i64, refusal: Refusal, action: &str) -> ApiError {
         Refusal::NotYours(Some(holder)) => ApiError::new(
             StatusCode::CONFLICT,
             "not_claimed_by_you",
-            format!("ticket {id} is held by `{holder}`; only they (or a supervisor) can {action} it"),
+            format!(
+                "ticket {id} is held by `{holder}`; only they (or a supervisor) can {action} it"
+            ),
         ),
         Refusal::NotYours(None) => ApiError::new(
             StatusCode::CONFLICT,
@@ -189,7 +186,9 @@ pub struct Line {
 
 impl From<TranscriptLine> for Line {
     fn from(l: TranscriptLine) -> Line {
-        let json = |s: &Option<String>| s.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        fn json<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Option<T> {
+            s.as_deref().and_then(|s| serde_json::from_str(s).ok())
+        }
         Line {
             intents: json(&l.intents).unwrap_or_default(),
             decision: json(&l.decision),
@@ -591,7 +590,9 @@ fn parse_when(key: &str, raw: &str, end_of_day: bool) -> Result<i64, ApiError> {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            format!("{key}={raw}: write a day like 2026-11-22 or an instant like 2026-11-22T08:00:00Z"),
+            format!(
+                "{key}={raw}: write a day like 2026-11-22 or an instant like 2026-11-22T08:00:00Z"
+            ),
         )
     };
     let is_day = raw.len() == 10 && raw.as_bytes()[4] == b'-' && raw.as_bytes()[7] == b'-';
@@ -605,17 +606,33 @@ fn parse_when(key: &str, raw: &str, end_of_day: bool) -> Result<i64, ApiError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| bad())?
         .as_millis() as i64;
-    Ok(if is_day && end_of_day { ms + DAY_MS } else { ms })
+    Ok(if is_day && end_of_day {
+        ms + DAY_MS
+    } else {
+        ms
+    })
 }
 
 fn to_search(p: &SearchParams) -> Result<Search, ApiError> {
-    let text = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let text = |v: &Option<String>| {
+        v.as_ref()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
     Ok(Search {
         text: text(&p.q),
         buyer: text(&p.buyer),
         order: text(&p.order),
-        from: p.from.as_deref().map(|v| parse_when("from", v, false)).transpose()?,
-        to: p.to.as_deref().map(|v| parse_when("to", v, true)).transpose()?,
+        from: p
+            .from
+            .as_deref()
+            .map(|v| parse_when("from", v, false))
+            .transpose()?,
+        to: p
+            .to
+            .as_deref()
+            .map(|v| parse_when("to", v, true))
+            .transpose()?,
         conversation: p.conversation,
     })
 }
@@ -740,7 +757,9 @@ async fn export(
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "export_too_large",
-            format!("more than {MAX_EXPORT_ROWS} messages match; narrow the search (conversation, buyer, from/to)"),
+            format!(
+                "more than {MAX_EXPORT_ROWS} messages match; narrow the search (conversation, buyer, from/to)"
+            ),
         ));
     }
     tracing::info!(agent = %agent.id, rows = rows.len(), format, "transcripts exported");

@@ -7,6 +7,8 @@
 
 pub mod agent;
 
+use agent::BearerAuth;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -166,7 +168,7 @@ async fn not_found() -> ApiError {
         agent::conversation,
         agent::export
     ),
-    modifiers(&agent::BearerAuth),
+    modifiers(&BearerAuth),
     components(schemas(
         WebhookMessage,
         crate::model::Buyer,
