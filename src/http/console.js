@@ -71,6 +71,13 @@
     return `${Math.floor(hours / 24)} d ${hours % 24} h`;
   }
 
+  /** The same, shorter, for the narrow queue: minutes stop counting past 10 h. */
+  function fmtShort(ms) {
+    const hours = Math.floor(Math.max(0, ms) / 3600000);
+    if (hours >= 10 && hours < 24) return `${hours} h`;
+    return fmtDuration(ms);
+  }
+
   function fmtTime(ms) {
     if (ms == null) return '';
     const date = new Date(ms);
@@ -85,8 +92,12 @@
     if (value == null) return '';
     if (Array.isArray(value)) return value.map(fmtValue).join(', ');
     if (typeof value === 'object') {
+      // A keyword match: the phrase that matched, and for which intent.
+      if (typeof value.phrase === 'string') {
+        return value.intent ? `“${value.phrase}” (${value.intent})` : `“${value.phrase}”`;
+      }
       if (typeof value.type === 'string') return value.type;
-      if (typeof value.keyword === 'string') return value.keyword;
+      if (typeof value.kind === 'string') return value.kind;
       return JSON.stringify(value);
     }
     return String(value);
@@ -224,15 +235,16 @@
 
   function queueItem(ticket, now) {
     const waiting = ticket.state === 'open'
-      ? `waiting ${fmtDuration(now - ticket.opened_at)}`
+      ? `waiting ${fmtShort(now - ticket.opened_at)}`
       : ticket.state === 'claimed'
         ? `held by ${ticket.agent_id === state.me.id ? 'you' : ticket.agent_id}`
-        : `resolved ${fmtTime(ticket.resolved_at)}`;
+        : `${ticket.resolution === 'handed_back' ? 'handed back' : 'resolved'} ${fmtTime(ticket.resolved_at)}`;
     let due = null;
     if (ticket.reply_due_at != null && ticket.state !== 'resolved') {
       const left = ticket.reply_due_at - now;
       due = el('span', { class: left < 10 * 60000 ? 'due' : '' },
-        left < 0 ? `reply overdue ${fmtDuration(-left)}` : `reply due in ${fmtDuration(left)}`);
+        left < 0 ? `overdue ${fmtShort(-left)}` : `due in ${fmtShort(left)}`);
+      due.title = 'the platform\u2019s reply deadline';
     }
     const current = String(ticket.id) === String(state.ticketId);
     return el('li', { class: current ? 'current' : '' },
@@ -243,16 +255,17 @@
         onclick: () => { location.hash = `ticket=${ticket.id}`; },
       },
       el('div', { class: 'row' },
+        el('span', { class: 'grow name' }, ticketTitle(ticket)),
+        el('span', { class: 'small muted' }, waiting)),
+      el('div', { class: 'row small nowrap' },
         el('span', { class: `badge p${ticket.priority}` }, ticket.priority_label),
         el('span', { class: 'tag' }, ticket.reason),
-        el('strong', { class: 'grow snippet' }, ticketTitle(ticket)),
-        el('span', { class: 'small muted' }, waiting)),
-      el('div', { class: 'snippet' }, ticket.last_text || ''),
-      el('div', { class: 'row small muted' },
-        el('span', {}, ticket.channel),
-        ticket.lang ? el('span', { class: 'tag' }, ticket.lang) : null,
-        ticket.reopened ? el('span', {}, `reopened ×${ticket.reopened}`) : null,
-        due)));
+        ticket.lang ? el('span', { class: 'tag', title: 'language' }, ticket.lang) : null,
+        el('span', { class: 'muted' }, ticket.channel),
+        ticket.reopened ? el('span', { class: 'muted', title: 'reopened' }, `↺${ticket.reopened}`) : null,
+        due ? el('span', { class: 'grow' }) : null,
+        due),
+      el('div', { class: 'snippet' }, ticket.last_text || '')));
   }
 
   async function refreshQueue(generation) {
@@ -445,19 +458,22 @@
     return 'Bot';
   }
 
-  function transcriptLine(line, buyerName) {
+  function transcriptLine(line, buyerName, botDecisions) {
     const meta = el('div', { class: 'meta' },
       el('span', { class: 'author' }, lineAuthor(line, buyerName)),
       el('time', { datetime: new Date(line.created_at).toISOString(), title: new Date(line.created_at).toLocaleString() }, fmtTime(line.created_at)),
       line.lang ? el('span', { class: 'tag', title: 'detected language' }, line.lang) : null,
       ...(line.intents || []).map((intent) => el('span', { class: 'tag', title: 'intent' }, intent)));
     let decision = null;
-    if (line.decision) {
+    // A buyer line and the bot's answer to it carry the same decision:
+    // show it once, on the answer.
+    const shown = line.decision && (line.author !== 'buyer' || !botDecisions.has(JSON.stringify(line.decision)));
+    if (shown) {
       const d = line.decision;
       const parts = [d.action, d.reason].filter(Boolean).join(': ');
       const confidence = typeof d.confidence === 'number' ? ` · confidence ${d.confidence.toFixed(2)}` : '';
       const matched = d.matched && (!Array.isArray(d.matched) || d.matched.length) ? ` · matched ${fmtValue(d.matched)}` : '';
-      decision = el('div', { class: 'decision' }, `bot decided ${parts}${confidence}${matched}`);
+      decision = el('div', { class: 'decision' }, `kefu decided to ${parts}${confidence}${matched}`);
     }
     const attachments = (line.attachments || []).length
       ? el('div', { class: 'decision' }, `attachments: ${fmtValue(line.attachments)}`) : null;
@@ -505,7 +521,7 @@
     if (!ticket) stateText = conversation.state === 'human' ? 'with a person' : 'bot answers';
     else if (ticket.state === 'claimed') stateText = mine ? 'claimed by you' : `claimed by ${ticket.agent_id}`;
     else if (ticket.state === 'open') stateText = `open · ${ticket.priority_label}`;
-    else stateText = 'resolved';
+    else stateText = ticket.resolution === 'handed_back' ? 'handed back to the bot' : 'resolved';
     setText('conv-state', stateText);
     renderMeta(detail);
 
@@ -526,7 +542,9 @@
     state.renderedFor = ticket ? `t${ticket.id}` : `c${conversation.id}`;
     const atBottom = fresh || list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     const buyerName = buyer.name || ticket?.buyer_name;
-    list.replaceChildren(...(detail.transcript || []).map((line) => transcriptLine(line, buyerName)));
+    const lines = detail.transcript || [];
+    const botDecisions = new Set(lines.filter((l) => l.author === 'bot' && l.decision).map((l) => JSON.stringify(l.decision)));
+    list.replaceChildren(...lines.map((line) => transcriptLine(line, buyerName, botDecisions)));
     if (atBottom) list.scrollTop = list.scrollHeight;
 
     $('notes').replaceChildren(...(detail.notes || []).map((n) => el('li', {},
