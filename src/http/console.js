@@ -218,6 +218,22 @@
     state.token = null;
     state.me = null;
     sessionStorage.removeItem(TOKEN_KEY);
+    // Nothing of this agent's session stays in the page for the next one.
+    closeView();
+    state.drafts.clear();
+    state.phrases = [];
+    state.phrasesFor = null;
+    state.renderedFor = null;
+    $('reply-text').value = '';
+    $('note-text').value = '';
+    $('queue').replaceChildren();
+    $('results').replaceChildren();
+    state.searching = false;
+    $('results').hidden = true;
+    $('back-to-queue').hidden = true;
+    $('queue').hidden = false;
+    $('filter').hidden = false;
+    clearStatus();
     showLogin(message);
   }
 

@@ -307,12 +307,12 @@ async fn the_console_is_served_with_a_strict_policy_and_asks_for_a_token() {
     kefu.stop().await;
 }
 
-/// An agent's token and its `[agents.alice]` entry for kefu.toml.
-fn alice() -> (String, String) {
-    let token = kefu::agents::token::generate("alice");
+/// An agent's token and its `[agents.<id>]` entry for kefu.toml.
+fn agent(id: &str, name: &str, role: &str) -> (String, String) {
+    let token = kefu::agents::token::generate(id);
     let hash = kefu::agents::token::hash(&token);
     let toml =
-        format!("[agents.alice]\nname = \"Alice\"\nrole = \"agent\"\ntoken_hash = \"{hash}\"\n");
+        format!("[agents.{id}]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_hash = \"{hash}\"\n");
     (token, toml)
 }
 
@@ -385,11 +385,12 @@ async fn an_agent_claims_answers_and_hands_back_in_the_console() {
     };
     let dir = temp_dir();
     let sink = Fake::start().await;
-    let (token, agents) = alice();
+    let (token, alice) = agent("alice", "Alice", "agent");
+    let (boss_token, boss) = agent("boss", "Mei the supervisor", "supervisor");
     let kefu = Kefu::start(config(
         dir.path(),
         &format!(
-            "[channels.demo]\ncallback_url = \"{}\"\n{agents}",
+            "[channels.demo]\ncallback_url = \"{}\"\n{alice}{boss}",
             sink.url("/replies")
         ),
     ))
@@ -678,6 +679,42 @@ async fn an_agent_claims_answers_and_hands_back_in_the_console() {
     .await;
     let answers = wait_callbacks(&sink, 3, "the bot's answer after hand-back").await;
     assert!(answers[2].text.contains("25–60"), "{:?}", answers[2].text);
+
+    // A supervisor assigns a waiting ticket to Alice; agents see no such
+    // control.
+    assert_eq!(
+        page.eval("return document.getElementById('assign-box').hidden")
+            .await,
+        true
+    );
+    page.click("#logout").await;
+    page.wait_until(
+        "!document.getElementById('login').hidden",
+        "the login form again",
+    )
+    .await;
+    page.type_into("#token", &boss_token).await;
+    page.type_into("#token", "\u{E007}").await;
+    let waiting = queue.iter().find(|t| t["buyer_name"] == "Lucía").unwrap()["id"].clone();
+    page.wait_until(
+        &format!("document.querySelector('#queue button[data-ticket=\"{waiting}\"]')"),
+        "Lucía's ticket in the supervisor's queue",
+    )
+    .await;
+    page.click(&format!("#queue button[data-ticket=\"{waiting}\"]"))
+        .await;
+    page.wait_until(
+        "!document.getElementById('assign-box').hidden && document.getElementById('conv-title').textContent === 'Lucía'",
+        "the assign control",
+    )
+    .await;
+    page.type_into("#assign-agent", "alice").await;
+    page.click("#assign").await;
+    page.wait_until(
+        "document.getElementById('conv-state').textContent === 'claimed by alice' && document.getElementById('claim').disabled",
+        "the ticket assigned to Alice",
+    )
+    .await;
 
     page.close().await;
     drop(driver);
