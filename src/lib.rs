@@ -15,6 +15,8 @@
 //! - [`engine`]: the above wired together: message in, decision and reply out.
 //! - [`eval`]: scoring the packs against a labelled corpus.
 //! - [`packs`]: where pack files come from; `file:line` errors.
+//! - [`notify`]: notices to the team's chat about tickets (new escalations,
+//!   SLA breaches, reply deadlines) and the SLA timers behind them.
 //! - [`config`]: layered settings (built-in defaults, `kefu.toml`, `KEFU_…`).
 //! - [`agents`]: the people who answer escalated conversations, their
 //!   tokens, and the `CurrentAgent` extractor that authenticates them.
@@ -34,6 +36,7 @@ pub mod lang;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod notify;
 pub mod outbox;
 pub mod packs;
 pub mod pipeline;

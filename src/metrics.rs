@@ -36,6 +36,14 @@ pub struct InboundLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabel {
+    /// The `[notify.targets.<name>]`.
+    pub target: String,
+    /// delivered, retry or dead
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub messages_in: Family<InboundLabel, Counter>,
@@ -43,6 +51,7 @@ pub struct Metrics {
     pub intents: Family<IntentLabel, Counter>,
     pub escalations: Family<ReasonLabel, Counter>,
     pub delivery_attempts: Family<DeliveryLabel, Counter>,
+    pub notifications: Family<NotifyLabel, Counter>,
     /// From receiving a request to answering 202 (the durable write).
     pub accept_seconds: Histogram,
     /// From a buyer message being stored to its reply being stored.
@@ -65,6 +74,7 @@ impl Metrics {
         let intents = Family::<IntentLabel, Counter>::default();
         let escalations = Family::<ReasonLabel, Counter>::default();
         let delivery_attempts = Family::<DeliveryLabel, Counter>::default();
+        let notifications = Family::<NotifyLabel, Counter>::default();
         // 0.1 ms … ~100 s
         let buckets = || Histogram::new(exponential_buckets(0.0001, 2.5, 16));
         let accept_seconds = buckets();
@@ -92,6 +102,11 @@ impl Metrics {
             delivery_attempts.clone(),
         );
         registry.register(
+            "notifications",
+            "Ticket notice delivery attempts, by target and outcome",
+            notifications.clone(),
+        );
+        registry.register(
             "accept_seconds",
             "Time to store an inbound message and answer",
             accept_seconds.clone(),
@@ -113,6 +128,7 @@ impl Metrics {
             intents,
             escalations,
             delivery_attempts,
+            notifications,
             accept_seconds,
             reply_seconds,
             delivery_seconds,
@@ -132,6 +148,15 @@ impl Metrics {
         self.delivery_attempts
             .get_or_create(&DeliveryLabel {
                 channel: channel.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, target: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotifyLabel {
+                target: target.to_string(),
                 outcome: outcome.to_string(),
             })
             .inc();

@@ -29,9 +29,6 @@ pub struct Outbox {
     pub metrics: Arc<Metrics>,
     pub config: OutboxConfig,
     pub wake: Arc<Notify>,
-    /// A dead-lettered reply hands the conversation to people, who owe the
-    /// buyer an answer within this time.
-    pub reply_deadline: Duration,
 }
 
 impl Outbox {
@@ -140,7 +137,7 @@ impl Outbox {
                         &delivery,
                         attempts,
                         &err.message,
-                        self.reply_deadline.as_millis() as i64,
+                        crate::pipeline::reply_deadline_ms(&self.channels, &delivery.channel),
                     )
                     .await
                     .map(|_| "dead")

@@ -137,6 +137,15 @@ impl Intake {
     }
 }
 
+/// The platform's reply deadline of a channel, in ms (24 h for a channel
+/// no longer configured).
+pub fn reply_deadline_ms(channels: &Channels, channel: &str) -> i64 {
+    channels
+        .get(channel)
+        .map_or(Duration::from_secs(24 * 3600), |c| c.reply_deadline())
+        .as_millis() as i64
+}
+
 /// Shared by the dispatcher and all workers.
 pub struct Context {
     pub engine: Arc<Engine>,
@@ -153,8 +162,8 @@ pub struct Context {
 
 impl Context {
     /// How long people have to answer a buyer on this channel.
-    fn reply_deadline_ms(&self, _channel: &str) -> i64 {
-        self.handover.reply_deadline().as_millis() as i64
+    fn reply_deadline_ms(&self, channel: &str) -> i64 {
+        reply_deadline_ms(&self.channels, channel)
     }
 }
 

@@ -1,10 +1,11 @@
 //! `kefu serve`: the one place the service is wired together.
 //!
 //! [`run`] opens the store, re-queues unanswered messages, starts the
-//! pipeline, the outbox and the pollers, and serves HTTP on the given
-//! listener until `shutdown` resolves. Then, in order: stop intake (HTTP and
-//! pollers), let every conversation worker answer what it has, let
-//! deliveries in flight finish, close the store. Tests call `run` with a
+//! pipeline, the outbox, the team notices (SLA watcher and notifier) and
+//! the pollers, and serves HTTP on the given listener until `shutdown`
+//! resolves. Then, in order: stop intake (HTTP and pollers), let every
+//! conversation worker answer what it has, let deliveries and notices in
+//! flight finish, close the store. Tests call `run` with a
 //! listener on 127.0.0.1:0 and their own shutdown future.
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use crate::config::{ChannelKind, Config};
 use crate::engine::Engine;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
+use crate::notify::{Clock, Notifier, SlaWatcher};
 use crate::outbox::Outbox;
 use crate::pipeline::{self, Context};
 use crate::store::{Store, StoreError};
@@ -43,7 +45,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let channels = Arc::new(Channels::new(&config));
     let outbox_wake = Arc::new(Notify::new());
-    let tickets_wake = Arc::new(Notify::new());
+    // Signalled when a ticket opens, so its escalation notice goes out at once.
+    let ticket_opened = Arc::new(Notify::new());
     // Turns true once intake has stopped: workers answer without waiting
     // out the coalescing window, pollers stop.
     let (stopping_tx, stopping) = watch::channel(false);
@@ -62,7 +65,7 @@ pub async fn run(
         config: config.pipeline.clone(),
         handover: config.handover.clone(),
         outbox_wake: outbox_wake.clone(),
-        tickets_wake: tickets_wake.clone(),
+        tickets_wake: ticket_opened.clone(),
     });
     let (intake, dispatcher) = pipeline::start(ctx, stopping.clone());
     let requeued = pipeline::requeue_unprocessed(&intake, &store)
@@ -82,9 +85,21 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.outbox.clone(),
         wake: outbox_wake.clone(),
-        reply_deadline: config.handover.reply_deadline(),
     });
-    let outbox_task = tokio::spawn(outbox.run(outbox_stop));
+    let outbox_task = tokio::spawn(outbox.run(outbox_stop.clone()));
+
+    // Notices about tickets: the SLA watcher stores them as timers come
+    // due (woken by `ticket_opened`), the notifier delivers them.
+    let notifier = Notifier::new(
+        store.clone(),
+        channels.http().clone(),
+        &config,
+        metrics.clone(),
+        Clock::Wall,
+    );
+    let sla_watcher = SlaWatcher::new(store.clone(), &config, Clock::Wall, notifier.waker());
+    let notifier_task = tokio::spawn(notifier.run(outbox_stop.clone()));
+    let sla_task = tokio::spawn(sla_watcher.run(ticket_opened.clone(), outbox_stop.clone()));
 
     let mut pollers = Vec::new();
     for (name, channel) in channels.iter() {
@@ -141,6 +156,8 @@ pub async fn run(
     let _ = dispatcher.await;
     let _ = outbox_stop_tx.send(true);
     let _ = outbox_task.await;
+    let _ = sla_task.await;
+    let _ = notifier_task.await;
     store.close().await;
     tracing::info!("kefu stopped");
     Ok(())

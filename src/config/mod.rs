@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::lang::Lang;
+use crate::notify::Event;
 use crate::reply::{Facts, Style};
 
 /// The built-in settings, also the reference for every key.
@@ -37,6 +38,10 @@ pub struct Config {
     /// created with `kefu agent add` (kept in the database).
     #[serde(default)]
     pub agents: BTreeMap<String, AgentConfig>,
+    /// When a waiting ticket is announced again, then to a supervisor.
+    pub sla: SlaConfig,
+    /// Where notices about tickets go.
+    pub notify: NotifyConfig,
 }
 
 /// `[agents.<id>]`: an agent defined in the settings.
@@ -108,17 +113,11 @@ pub struct OutboxConfig {
 pub struct HandoverConfig {
     /// A buyer writing again this soon after a ticket was resolved reopens it.
     pub reopen_within: String,
-    /// How long people have to answer a buyer (unless the channel says).
-    pub reply_deadline: String,
 }
 
 impl HandoverConfig {
     pub fn reopen_within(&self) -> Duration {
         parse_duration("handover.reopen_within", &self.reopen_within).unwrap_or_default()
-    }
-
-    pub fn reply_deadline(&self) -> Duration {
-        parse_duration("handover.reply_deadline", &self.reply_deadline).unwrap_or_default()
     }
 }
 
@@ -180,6 +179,13 @@ pub struct ChannelConfig {
     /// Pollers: pause between polls that found nothing.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// How long the platform gives the store to answer a buyer (tickets
+    /// track it in `reply_due_at`); "24h" unless set.
+    #[serde(
+        default = "default_reply_deadline",
+        deserialize_with = "human_duration::deserialize"
+    )]
+    pub reply_deadline: Duration,
 }
 
 fn yes() -> bool {
@@ -188,6 +194,118 @@ fn yes() -> bool {
 
 fn default_poll_ms() -> u64 {
     1000
+}
+
+fn default_reply_deadline() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Durations written for people: "90s", "10m", "2h", "1h 30m" (humantime).
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            D::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"90s\", \"10m\", \"2h\" or \"1h 30m\""
+            ))
+        })
+    }
+}
+
+/// SLA timers for tickets nobody has claimed, and the reply-deadline
+/// warning. All durations count from when the ticket was (re)opened, except
+/// `deadline_warning`, which counts back from the platform's deadline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    /// Still unclaimed this long after opening: the team is told again.
+    #[serde(deserialize_with = "human_duration::deserialize")]
+    pub remind_after: Duration,
+    /// Still unclaimed this long after opening: a supervisor is told.
+    #[serde(deserialize_with = "human_duration::deserialize")]
+    pub supervisor_after: Duration,
+    /// Warn this long before a ticket's reply deadline when no person has
+    /// answered yet ("0s": when it passes).
+    #[serde(deserialize_with = "human_duration::deserialize")]
+    pub deadline_warning: Duration,
+}
+
+/// Notices to the team's chat about tickets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The agent console as the team opens it (e.g.
+    /// `https://kefu.example.com/console`); notices link to
+    /// `<console_url>#ticket=<id>`. Empty: notices carry no link.
+    pub console_url: String,
+    /// Where notices go, by name (the name appears in logs and metrics).
+    #[serde(default)]
+    pub targets: BTreeMap<String, NotifyTarget>,
+}
+
+/// The body format a notification target expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TargetKind {
+    /// kefu's own JSON, signed like webhook callbacks when `secret` is set.
+    Generic,
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Feishu (or Lark) custom bot.
+    Feishu,
+    /// A DingTalk custom robot.
+    Dingtalk,
+    /// A WeCom (企业微信) group robot.
+    Wecom,
+}
+
+impl TryFrom<String> for TargetKind {
+    type Error = String;
+
+    fn try_from(kind: String) -> Result<TargetKind, String> {
+        Ok(match kind.as_str() {
+            "generic" => TargetKind::Generic,
+            "slack" => TargetKind::Slack,
+            "feishu" | "lark" => TargetKind::Feishu,
+            "dingtalk" => TargetKind::Dingtalk,
+            "wecom" => TargetKind::Wecom,
+            _ => {
+                return Err(format!(
+                    "unknown notify target kind {kind:?}; use generic, slack, feishu (or lark), dingtalk or wecom"
+                ));
+            }
+        })
+    }
+}
+
+/// One `[notify.targets.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    pub kind: TargetKind,
+    /// The webhook address, as the chat tool shows it.
+    pub url: String,
+    /// generic: HMAC key for `X-Kefu-Signature`; feishu, dingtalk: the
+    /// bot's signing secret. Empty: unsigned.
+    #[serde(default)]
+    pub secret: String,
+    /// Which notices this target receives.
+    #[serde(default = "default_events")]
+    pub events: Vec<Event>,
+    /// dingtalk, wecom: who is @-mentioned: "all" or mobile numbers.
+    #[serde(default)]
+    pub mention: Vec<String>,
+}
+
+/// Supervisor notices go to a target that asks for them: a team channel
+/// should not page the supervisor about every ticket.
+fn default_events() -> Vec<Event> {
+    vec![Event::Escalation, Event::SlaReminder, Event::ReplyDeadline]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,11 +405,12 @@ impl Config {
             ));
         }
         parse_duration("handover.reopen_within", &self.handover.reopen_within)?;
-        parse_duration("handover.reply_deadline", &self.handover.reply_deadline)?;
         for (name, channel) in &self.channels {
             channel.validate(name)?;
         }
         crate::agents::check_config(&self.agents).map_err(ConfigError)?;
+        self.sla.validate(&self.channels)?;
+        self.notify.validate()?;
         for (name, value) in &self.facts {
             if !name
                 .chars()
@@ -349,6 +468,11 @@ impl Config {
 }
 
 impl ChannelConfig {
+    /// How long the platform gives the store to answer a buyer.
+    pub fn reply_deadline(&self) -> Duration {
+        self.reply_deadline
+    }
+
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if name.is_empty()
             || !name
@@ -388,11 +512,119 @@ impl ChannelConfig {
             }
             ChannelKind::Marketplace => need("base_url", &self.base_url)?,
         }
+        if self.reply_deadline.is_zero() {
+            return Err(ConfigError(format!(
+                "channels.{name}.reply_deadline must be longer than 0; leave it out for 24h"
+            )));
+        }
         for url in [&self.callback_url, &self.base_url] {
             if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError(format!(
                     "channels.{name}: {url:?} is not an http:// or https:// URL"
                 )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SlaConfig {
+    fn validate(&self, channels: &BTreeMap<String, ChannelConfig>) -> Result<(), ConfigError> {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        if self.remind_after.is_zero() {
+            return Err(ConfigError(
+                "sla.remind_after must be longer than 0 (e.g. \"10m\")".into(),
+            ));
+        }
+        if self.supervisor_after <= self.remind_after {
+            return Err(ConfigError(format!(
+                "sla.supervisor_after ({}) must be longer than sla.remind_after ({}): the supervisor is told after the reminder",
+                show(self.supervisor_after),
+                show(self.remind_after)
+            )));
+        }
+        for (name, channel) in channels.iter().filter(|(_, c)| c.enabled) {
+            if self.deadline_warning >= channel.reply_deadline {
+                return Err(ConfigError(format!(
+                    "sla.deadline_warning ({}) is not shorter than channels.{name}.reply_deadline ({}): the warning would go out the moment a ticket opens. Shorten sla.deadline_warning",
+                    show(self.deadline_warning),
+                    show(channel.reply_deadline)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NotifyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.console_url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "notify.console_url {url:?} is not an http:// or https:// URL; write the console's address as the team opens it, e.g. https://kefu.example.com/console"
+            )));
+        }
+        for (name, target) in &self.targets {
+            target.validate(name)?;
+        }
+        Ok(())
+    }
+
+    /// The console link for a ticket, if a console URL is set.
+    pub fn ticket_link(&self, ticket_id: i64) -> Option<String> {
+        let url = self.console_url.trim();
+        (!url.is_empty()).then(|| format!("{url}#ticket={ticket_id}"))
+    }
+}
+
+impl NotifyTarget {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let key = format!("notify.targets.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            return Err(ConfigError(format!(
+                "{key}: target names are lower-case letters, digits, _ and - (they appear in idempotency keys and metrics)"
+            )));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "{key}.url {:?} is not an http:// or https:// URL; paste the webhook address the chat tool shows",
+                self.url
+            )));
+        }
+        if self.events.is_empty() {
+            return Err(ConfigError(format!(
+                "{key}.events is empty: list what it receives (escalation, sla_reminder, sla_supervisor, reply_deadline) or remove the target"
+            )));
+        }
+        let signed = matches!(
+            self.kind,
+            TargetKind::Generic | TargetKind::Feishu | TargetKind::Dingtalk
+        );
+        if !self.secret.is_empty() && !signed {
+            return Err(ConfigError(format!(
+                "{key}.secret: {:?} webhooks are not signed (the URL is the secret); remove `secret`",
+                self.kind
+            )));
+        }
+        if !self.mention.is_empty() {
+            if !matches!(self.kind, TargetKind::Dingtalk | TargetKind::Wecom) {
+                return Err(ConfigError(format!(
+                    "{key}.mention works for dingtalk and wecom targets only; remove it"
+                )));
+            }
+            for who in &self.mention {
+                let digits = who.strip_prefix('+').unwrap_or(who);
+                let mobile =
+                    (5..=20).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+                if who != "all" && !mobile {
+                    return Err(ConfigError(format!(
+                        "{key}.mention: {who:?} is neither \"all\" nor a mobile number (digits, optionally with a leading +)"
+                    )));
+                }
             }
         }
         Ok(())
@@ -419,6 +651,127 @@ mod tests {
             example, defaults,
             "keep kefu.example.toml and src/config/defaults.toml in step"
         );
+    }
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn sla_and_notify_targets_load() {
+        let config = load_str(
+            "[sla]\nremind_after = \"5m\"\n\
+             [channels.wa]\nkind = \"webhook\"\nreply_deadline = \"3h 30m\"\n\
+             [notify]\nconsole_url = \"https://kefu.example.com/console\"\n\
+             [notify.targets.team]\nkind = \"lark\"\nurl = \"https://open.larksuite.com/open-apis/bot/v2/hook/x\"\nsecret = \"s\"\n\
+             [notify.targets.boss]\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=x\"\nevents = [\"sla_supervisor\"]\nmention = [\"all\", \"+8613800000000\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.sla.remind_after, Duration::from_secs(300));
+        assert_eq!(
+            config.sla.supervisor_after,
+            Duration::from_secs(1800),
+            "default stays"
+        );
+        assert_eq!(config.sla.deadline_warning, Duration::from_secs(7200));
+        assert_eq!(
+            config.channels["wa"].reply_deadline(),
+            Duration::from_secs(12_600)
+        );
+        assert_eq!(
+            config.channels["demo"].reply_deadline(),
+            Duration::from_secs(86_400),
+            "24h unless set"
+        );
+        let team = &config.notify.targets["team"];
+        assert_eq!(team.kind, TargetKind::Feishu);
+        assert_eq!(
+            team.events,
+            [Event::Escalation, Event::SlaReminder, Event::ReplyDeadline],
+            "supervisor notices only where asked for"
+        );
+        assert_eq!(config.notify.targets["boss"].events, [Event::SlaSupervisor]);
+        assert_eq!(
+            config.notify.ticket_link(7).as_deref(),
+            Some("https://kefu.example.com/console#ticket=7")
+        );
+        let defaults = Config::load(None).unwrap();
+        assert!(defaults.notify.targets.is_empty(), "no targets by default");
+        assert_eq!(defaults.notify.ticket_link(7), None);
+    }
+
+    #[test]
+    fn bad_sla_and_notify_settings_are_explained() {
+        let target = "[notify.targets.t]\nurl = \"https://example.com/hook\"\n";
+        let cases = [
+            (
+                "[sla]\nremind_after = \"10 parsecs\"\n",
+                "not a duration (unknown time unit \"parsecs\"",
+            ),
+            (
+                "[sla]\nremind_after = \"10 parsecs\"\n",
+                "write e.g. \"90s\", \"10m\", \"2h\" or \"1h 30m\" for key `sla.remind_after`",
+            ),
+            (
+                "[sla]\nremind_after = \"0s\"\n",
+                "sla.remind_after must be longer than 0",
+            ),
+            (
+                "[sla]\nsupervisor_after = \"5m\"\n",
+                "sla.supervisor_after (5m) must be longer than sla.remind_after (10m)",
+            ),
+            (
+                "[channels.fast]\nkind = \"webhook\"\nreply_deadline = \"1h\"\n",
+                "sla.deadline_warning (2h) is not shorter than channels.fast.reply_deadline (1h)",
+            ),
+            (
+                "[channels.x]\nkind = \"webhook\"\nreply_deadline = \"0s\"\n",
+                "channels.x.reply_deadline must be longer than 0",
+            ),
+            (
+                "[notify]\nconsole_url = \"kefu.example.com\"\n",
+                "notify.console_url",
+            ),
+            (
+                "[notify.targets.t]\nkind = \"teams\"\nurl = \"https://x\"\n",
+                "unknown notify target kind \"teams\"; use generic, slack",
+            ),
+            (
+                "[notify.targets.T]\nkind = \"slack\"\nurl = \"https://x\"\n",
+                "notify.targets.T: target names are lower-case",
+            ),
+            (
+                "[notify.targets.t]\nkind = \"slack\"\nurl = \"hooks.slack.com\"\n",
+                "notify.targets.t.url \"hooks.slack.com\" is not an http:// or https:// URL",
+            ),
+            (
+                &format!("{target}kind = \"slack\"\nevents = []\n"),
+                "notify.targets.t.events is empty",
+            ),
+            (
+                &format!("{target}kind = \"slack\"\nevents = [\"escalated\"]\n"),
+                "unknown notice event \"escalated\"; use escalation, sla_reminder",
+            ),
+            (
+                &format!("{target}kind = \"wecom\"\nsecret = \"s\"\n"),
+                "notify.targets.t.secret: Wecom webhooks are not signed",
+            ),
+            (
+                &format!("{target}kind = \"slack\"\nmention = [\"all\"]\n"),
+                "mention works for dingtalk and wecom targets only",
+            ),
+            (
+                &format!("{target}kind = \"dingtalk\"\nmention = [\"bob\"]\n"),
+                "notify.targets.t.mention: \"bob\" is neither \"all\" nor a mobile number",
+            ),
+        ];
+        for (toml, expect) in cases {
+            let err = load_str(toml).unwrap_err().to_string();
+            assert!(err.contains(expect), "{toml}\n=> {err}");
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub use tickets::{
     Claim, ConversationSummary, Escalation, ExportRow, Note, Refusal, Search, Ticket, TicketChange,
     TicketFilter, priority_label,
 };
+mod notify;
+pub use notify::{NewNotification, NotificationRow, PendingNotification, SlaTicket};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -439,3 +439,33 @@ async fn the_openapi_description_covers_the_agent_api() {
     );
     kefu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_escalation_is_announced_to_the_team_chat() {
+    let dir = temp_dir();
+    let sink = Fake::start().await;
+    let slack = Fake::start().await;
+    let (toml, _team) = settings(&sink);
+    let toml = format!(
+        "{toml}[notify]\nconsole_url = \"http://kefu.example/console\"\n\
+         [notify.targets.team]\nkind = \"slack\"\nurl = \"{}\"\n",
+        slack.url("/hooks/team")
+    );
+    let kefu = Kefu::start(config(dir.path(), &toml)).await;
+    kefu.post(
+        "/v1/channels/shop/messages",
+        &json!({"message_id": "n1", "conversation_id": "c-n", "text": "I want to talk to a real person, my email is ana@example.com",
+                "buyer": {"name": "Ana Lima"}})
+        .to_string(),
+    )
+    .await;
+    let notices = slack.wait_for("/hooks/team", 1).await;
+    let text = notices[0].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("http://kefu.example/console#ticket="),
+        "{text}"
+    );
+    assert!(!text.contains("ana@example.com"), "no buyer data: {text}");
+    assert!(!text.contains("Ana Lima"), "no buyer data: {text}");
+    kefu.stop().await;
+}

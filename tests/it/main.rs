@@ -7,6 +7,8 @@
 //!   receivers; `support` holds the harness.
 //! - `agents`: `kefu agent …` with the real binary, tokens, the agents table.
 //! - `console`: the agent console in headless Chromium against a real kefu.
+//! - `notify`: ticket notices: SLA timers under paused time, delivery to
+//!   fake chat webhooks.
 
 mod agents;
 mod cli;
@@ -14,6 +16,7 @@ mod console;
 mod corpus;
 mod handover;
 mod marketplace;
+mod notify;
 mod service;
 mod store;
 mod support;
