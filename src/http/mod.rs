@@ -1,5 +1,6 @@
-//! kefu's HTTP edge: inbound webhooks, the agent API ([`agent`]), health,
-//! readiness, metrics and the OpenAPI description.
+//! kefu's HTTP edge: inbound webhooks, the agent API ([`agent`]), the agent
+//! console's page ([`console`]), health, readiness, metrics and the OpenAPI
+//! description.
 //!
 //! Errors become HTTP here and nowhere else: 4xx bodies say what is wrong
 //! and what to do; 5xx bodies say nothing internal (the log has the cause).
@@ -29,6 +30,8 @@ use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::pipeline::{Intake, IntakeError, Intook, WhenFull};
 use crate::store::Store;
+
+pub mod console;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -121,6 +124,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/v1/channels/{channel}/messages", post(post_message))
         .merge(crate::channel::whatsapp::routes())
         .merge(agent::routes())
+        .merge(console::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
