@@ -160,13 +160,6 @@ pub struct Context {
     pub tickets_wake: Arc<Notify>,
 }
 
-impl Context {
-    /// How long people have to answer a buyer on this channel.
-    fn reply_deadline_ms(&self, channel: &str) -> i64 {
-        reply_deadline_ms(&self.channels, channel)
-    }
-}
-
 /// Starts the dispatcher. Returns the intake and the dispatcher's task; the
 /// task ends once every `Intake` clone is dropped and all queued work is done.
 pub fn start(
@@ -312,7 +305,7 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
     }
     let ids: Vec<i64> = pending.iter().map(|m| m.id).collect();
     let channel = conversation.channel.as_str();
-    let reply_deadline_ms = ctx.reply_deadline_ms(channel);
+    let reply_deadline_ms = reply_deadline_ms(&ctx.channels, channel);
     let outcome = |reply, lang, ticket| Outcome {
         conversation_id,
         channel,
@@ -338,7 +331,7 @@ async fn handle(ctx: &Context, conversation_id: i64) -> Result<(), StoreError> {
         );
         return Ok(());
     }
-    let reopen_since = now_ms() - ctx.handover.reopen_within().as_millis() as i64;
+    let reopen_since = now_ms() - ctx.handover.reopen_within.as_millis() as i64;
     if let Some(ticket_id) = ctx
         .store
         .reopenable_ticket(conversation_id, reopen_since)

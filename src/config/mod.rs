@@ -112,22 +112,8 @@ pub struct OutboxConfig {
 #[serde(deny_unknown_fields)]
 pub struct HandoverConfig {
     /// A buyer writing again this soon after a ticket was resolved reopens it.
-    pub reopen_within: String,
-}
-
-impl HandoverConfig {
-    pub fn reopen_within(&self) -> Duration {
-        parse_duration("handover.reopen_within", &self.reopen_within).unwrap_or_default()
-    }
-}
-
-/// A human-friendly duration setting ("30m", "24h", "2days").
-pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|e| {
-        ConfigError(format!(
-            "{key} = {value:?}: {e}; write a duration like \"30m\", \"24h\" or \"2days\""
-        ))
-    })
+    #[serde(deserialize_with = "human_duration::deserialize")]
+    pub reopen_within: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -404,7 +390,6 @@ impl Config {
                 "outbox.retry_base_ms is larger than outbox.retry_max_ms; the first retry cannot wait longer than the longest".into(),
             ));
         }
-        parse_duration("handover.reopen_within", &self.handover.reopen_within)?;
         for (name, channel) in &self.channels {
             channel.validate(name)?;
         }

@@ -69,6 +69,15 @@ fn no_ticket(id: i64) -> ApiError {
     )
 }
 
+async fn load_ticket(state: &AppState, id: i64) -> Result<Ticket, ApiError> {
+    state
+        .store
+        .ticket(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| no_ticket(id))
+}
+
 fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
@@ -263,12 +272,7 @@ async fn ticket_detail(
     Path(id): Path<String>,
 ) -> Result<Json<TicketDetail>, ApiError> {
     let id = parse_id(&id, "ticket")?;
-    let ticket = state
-        .store
-        .ticket(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| no_ticket(id))?;
+    let ticket = load_ticket(&state, id).await?;
     let conversation = state
         .store
         .conversation_summary(ticket.conversation_id)
@@ -460,12 +464,7 @@ async fn phrases(
     Path(id): Path<String>,
 ) -> Result<Json<Phrases>, ApiError> {
     let id = parse_id(&id, "ticket")?;
-    let ticket = state
-        .store
-        .ticket(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| no_ticket(id))?;
+    let ticket = load_ticket(&state, id).await?;
     let lang = ticket
         .lang
         .as_deref()

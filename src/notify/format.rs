@@ -95,13 +95,7 @@ pub struct Notice<'a> {
 /// Longest `detail` a notice repeats, in characters.
 const DETAIL_CHARS: usize = 200;
 
-pub fn priority_label(priority: i64) -> &'static str {
-    match priority {
-        i64::MIN..=0 => "urgent",
-        1 => "high",
-        _ => "normal",
-    }
-}
+pub use crate::store::priority_label;
 
 /// "45 s", "12 min", "2 h 5 min", "1 d 3 h": how people say a wait.
 pub fn human_duration(ms: i64) -> String {

@@ -502,15 +502,12 @@ impl Store {
 
     /// Every escalation of a conversation, oldest first: (reason, detail).
     pub async fn escalations(&self, conversation_id: i64) -> Result<Vec<(String, Option<String>)>> {
-        let rows = sqlx::query(
-            "SELECT reason, detail FROM escalations WHERE conversation_id = $1 ORDER BY id",
-        )
-        .bind(conversation_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        Ok(self
+            .escalation_log(conversation_id)
+            .await?
+            .into_iter()
+            .map(|(reason, detail, _)| (reason, detail))
+            .collect())
     }
 
     /// The conversation id for a channel's conversation.
